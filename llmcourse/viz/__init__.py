@@ -1,0 +1,1 @@
+"""Plots and ipywidgets explorers for the lessons (import the submodules directly)."""
