@@ -8,7 +8,16 @@ from typing import Any
 
 
 def source_of(obj: Any) -> tuple[str, str]:
-    """``(header, source)`` of a module, class, function or method (an instance shows its class)."""
+    """``(header, source)`` of a module, class, function, method or ``.py`` file path.
+
+    An instance shows its class's source.
+    """
+    if isinstance(obj, (str, Path)) and str(obj).endswith(".py"):
+        path = Path(obj)
+        if not path.is_file():
+            raise FileNotFoundError(f"show(): no file at {path.resolve()}.")
+        text = path.read_text(encoding="utf-8")
+        return f"{path.as_posix()}, lines 1-{len(text.splitlines())}", text
     target = obj
     if not (
         inspect.ismodule(obj)

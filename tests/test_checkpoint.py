@@ -142,3 +142,41 @@ def test_legacy_torch_files_load_weights_only(tmp_path):
     torch.save({"evil": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(Exception, match=r"[Ww]eights only load failed"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    from llmcourse.utils import restore_training_state, seed_everything, training_state
+
+    def make():
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 16), torch.nn.Dropout(0.2), torch.nn.Linear(16, 1)
+        )
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step))
+        return model, optimizer, scheduler
+
+    def steps(model, optimizer, scheduler, n):
+        for _ in range(n):
+            x = torch.randn(4, 8)  # data and dropout masks both draw from the RNG
+            loss = model(x).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+
+    seed_everything(0)
+    straight = make()
+    steps(*straight, 10)
+
+    seed_everything(0)
+    first = make()
+    steps(*first, 5)
+    path = save_checkpoint(tmp_path / "mid.safetensors", training_state(*first, step=5))
+    torch.manual_seed(999)  # anything in between must not matter
+    resumed = make()
+    extra = restore_training_state(load_checkpoint(path), *resumed)
+    steps(*resumed, 5)
+
+    assert extra == {"step": 5}
+    for a, b in zip(straight[0].parameters(), resumed[0].parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -42,3 +42,12 @@ def test_show_prints_package_source(capsys):
     out = capsys.readouterr().out
     assert out.startswith("# llmcourse/utils/seed.py, lines")
     assert "def seed_everything(seed: int" in out
+
+
+def test_show_accepts_a_script_path(tmp_path, capsys):
+    from llmcourse import show
+
+    script = tmp_path / "demo.py"
+    script.write_text("print('hi')\n")
+    show(script)
+    assert "print('hi')" in capsys.readouterr().out

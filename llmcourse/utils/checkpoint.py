@@ -182,3 +182,44 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def training_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Everything needed to resume a run exactly: weights, optimizer moments, schedule, RNGs.
+
+    ``extra`` holds JSON values such as the step and the data position. Save the result with
+    ``save_checkpoint`` and give the loaded dict to ``restore_training_state``.
+    """
+    from llmcourse.utils.seed import rng_state
+
+    state: dict[str, Any] = {"model": model.state_dict(), "rng": rng_state(), "extra": extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    return state
+
+
+def restore_training_state(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+) -> dict[str, Any]:
+    """Load what ``training_state`` captured back into live objects; returns the ``extra`` dict."""
+    from llmcourse.utils.seed import set_rng_state
+
+    model.load_state_dict(state["model"])
+    for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is None:
+            continue
+        if name not in state:
+            raise ValueError(f"This checkpoint holds no {name} state; pass {name}=None to skip it.")
+        target.load_state_dict(state[name])
+    set_rng_state(state["rng"])
+    return dict(state.get("extra", {}))
