@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         "jupyter_args", nargs=argparse.REMAINDER, help="further options passed to jupyter lab"
     )
     lab.set_defaults(handler=cmd_lab)
+
+    from llmcourse.grading import commands as grading  # light: Jupyter loads only when grading
+
+    grade = commands.add_parser("grade", help="grade exercise notebooks (files or folders)")
+    grading.add_grade_arguments(grade)
+    grade.set_defaults(handler=grading.run_grade)
+
+    progress = commands.add_parser("progress", help="your scores per lesson and what is left")
+    grading.add_progress_arguments(progress)
+    progress.set_defaults(handler=grading.run_progress)
     return parser
 
 

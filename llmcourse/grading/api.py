@@ -13,17 +13,27 @@ learner's function with the package's own on chosen inputs::
 
 The test fails by raising (``AssertionError`` with a message that says what was expected and
 what came out). ``check()`` in a notebook and ``llmcourse grade`` both run these functions.
+
+Exercises that are not course lessons (the grader's own test fixtures, an instructor's extra
+exercises) live in plain Python files named by ``$LLMCOURSE_EXTRA_EXERCISES`` (paths separated by
+``os.pathsep``) or loaded with ``load_exercise_file``; they register tests the same way.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import pkgutil
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 EXERCISE_ID = re.compile(r"^(\d\d)\.([a-z0-9_]+)$")
+EXTRA_EXERCISES_ENV = "LLMCOURSE_EXTRA_EXERCISES"
 
 
 class MissingAnswer(Exception):
@@ -76,18 +86,62 @@ def tests_for(selector: str) -> list[ExerciseTest]:
         raise ValueError(
             f"Use an exercise id such as '03.rmsnorm' or a lesson such as '03', not {selector!r}."
         )
+    _load_extra_exercises()
+    module = f"llmcourse.grading.exercises.lesson_{lesson}"
     try:
-        importlib.import_module(f"llmcourse.grading.exercises.lesson_{lesson}")
+        importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if error.name != f"llmcourse.grading.exercises.lesson_{lesson}":
+        if error.name != module:
             raise
-        raise ValueError(f"Lesson {lesson} has no graded exercises.") from None
+        if not any(key.startswith(lesson + ".") for key in _REGISTRY):
+            raise ValueError(f"Lesson {lesson} has no graded exercises.") from None
     if "." in selector:
         if selector not in _REGISTRY:
             known = ", ".join(sorted(k for k in _REGISTRY if k.startswith(lesson + ".")))
             raise ValueError(f"Unknown exercise {selector!r}. Lesson {lesson} has: {known}.")
         return list(_REGISTRY[selector])
     return [t for key in _REGISTRY if key.startswith(lesson + ".") for t in _REGISTRY[key]]
+
+
+def graded_lessons() -> list[str]:
+    """Every lesson with graded exercises (``["03", "06", ...]``): the ``lesson_NN`` modules in
+    ``llmcourse.grading.exercises``, plus lessons registered by extra exercise files."""
+    from llmcourse.grading import exercises
+
+    found = {
+        name.removeprefix("lesson_")
+        for _, name, _ in pkgutil.iter_modules(exercises.__path__)
+        if re.fullmatch(r"lesson_\d\d", name)
+    }
+    _load_extra_exercises()
+    found.update(key.split(".")[0] for key in _REGISTRY)
+    return sorted(found)
+
+
+_LOADED_FILES: set[Path] = set()
+
+
+def load_exercise_file(path: str | os.PathLike[str]) -> None:
+    """Register the exercise tests defined in a Python file outside the package (once per file)."""
+    resolved = Path(path).resolve()
+    if resolved in _LOADED_FILES:
+        return
+    if resolved.suffix != ".py" or not resolved.is_file():
+        raise ValueError(f"Exercise tests must be a .py file; {str(path)!r} is not one.")
+    spec = importlib.util.spec_from_file_location(
+        f"llmcourse_extra_exercises_{len(_LOADED_FILES)}", resolved
+    )
+    assert spec is not None and spec.loader is not None  # a .py file always has a source loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: dataclasses and pickle look it up
+    spec.loader.exec_module(module)
+    _LOADED_FILES.add(resolved)
+
+
+def _load_extra_exercises() -> None:
+    for entry in os.environ.get(EXTRA_EXERCISES_ENV, "").split(os.pathsep):
+        if entry:
+            load_exercise_file(entry)
 
 
 class Namespace:

@@ -1,0 +1,123 @@
+"""check(): what a learner sees in a terminal and in a real Jupyter kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from grading_fixtures.notebooks import LESSON_99
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from llmcourse.grading import CheckResult, check
+from llmcourse.grading.api import EXTRA_EXERCISES_ENV, load_exercise_file
+from llmcourse.grading.progress import ProgressStore
+from llmcourse.grading.runner import FAILED, GRADING_ENV, PASSED, Outcome
+
+
+@pytest.fixture(autouse=True)
+def lesson_99(monkeypatch, tmp_path):
+    load_exercise_file(LESSON_99)
+    monkeypatch.setenv(EXTRA_EXERCISES_ENV, str(LESSON_99))  # for kernels started by a test
+    monkeypatch.setenv("LLMCOURSE_HOME", str(tmp_path / "home"))
+
+
+def mean_square(values):
+    return float(np.mean(np.asarray(values, dtype=float) ** 2))
+
+
+def test_outside_a_notebook_check_prints_text_and_returns_the_result(capsys):
+    def stub(values):
+        raise NotImplementedError
+
+    result = check("99.mean_square", {"mean_square": stub})
+    text = capsys.readouterr().out
+    assert text.startswith("99.mean_square: 0/3 points")
+    assert "[FAIL] 0/2  mean square matches numpy on random values" in text
+    assert "not attempted yet" in text and "Hint:" not in text  # the hint sits in the notebook
+    assert (result.score, result.max_score) == (0, 3)
+
+    result = check("99.mean_square", {"mean_square": lambda v: float(np.mean(np.abs(v)))})
+    text = capsys.readouterr().out
+    assert "[FAIL]" in text and "Hint: Square every value, then average." in text
+    assert "values differ" in text  # what was expected and what came out
+    assert repr(result) == "<CheckResult 99.mean_square: 0/3 points>"
+
+    result = check("99.mean_square", {"mean_square": mean_square})
+    assert (result.score, result.max_score) == (3, 3)
+    assert all(row.passed for row in result.rows)
+    assert "99.mean_square: 3/3 points" in capsys.readouterr().out
+
+
+def test_a_lesson_selector_runs_every_exercise_of_the_lesson(capsys):
+    result = check("99", {"mean_square": mean_square})
+    assert [row.exercise for row in result.rows].count("99.normalize") == 2
+    assert (result.score, result.max_score) == (3, 6)
+    assert "99.normalize: normalize gives unit length" in capsys.readouterr().out
+
+
+def test_results_are_recorded_for_progress(capsys):
+    check("99", {"mean_square": mean_square})
+    best = ProgressStore().best()
+    assert (best["99.mean_square"].score, best["99.mean_square"].max_score) == (3, 3)
+    assert (best["99.normalize"].score, best["99.normalize"].max_score) == (0, 3)
+
+
+def test_misuse_is_a_clear_error():
+    with pytest.raises(TypeError, match=r"check\('99.mean_square', globals\(\)\)"):
+        check("99.mean_square", None)
+    with pytest.raises(ValueError, match="Unknown exercise"):
+        check("99.mean_sqare", {})
+
+
+def test_inside_the_grader_check_does_nothing(monkeypatch, capsys):
+    monkeypatch.setenv(GRADING_ENV, "1")
+    result = check("99.mean_square", {"mean_square": mean_square})
+    assert result.rows == [] and capsys.readouterr().out == ""
+    assert ProgressStore().best() == {}
+
+
+def test_html_table_escapes_the_learners_text():
+    rows = [
+        Outcome("99.x", "shows_<b>", 1, FAILED, "expected <tensor>", "use a & b"),
+        Outcome("99.x", "passes", 2, PASSED),
+    ]
+    html = CheckResult("99.x", rows).to_html()
+    assert "&lt;tensor&gt;" in html and "use a &amp; b" in html and "shows &lt;b&gt;" in html
+    assert html.count("<b>") == 1  # only the title is bold: no markup from the rows
+    assert "2/3 points" in html and html.count("<tr>") == 3  # header + two tests
+
+
+@pytest.mark.slow
+def test_a_learner_fixes_an_exercise_in_a_real_kernel(tmp_path):
+    """Open the exercise, check a wrong answer, read the hint, fix it, see full points."""
+    cells = [
+        "import numpy as np\nfrom llmcourse.grading import check",
+        "def mean_square(values):\n    raise NotImplementedError('Replace this line')",
+        'check("99.mean_square", globals())',
+        "def mean_square(values):\n    return float(np.mean(np.abs(values)))",
+        'check("99.mean_square", globals())',
+        "def mean_square(values):\n    return float(np.mean(np.asarray(values) ** 2))",
+        'result = check("99.mean_square", globals())\nresult',
+        'check("99.mean_square", globals()).score',
+        "def normalize(vector):\n    while True:\n        pass",
+        'check("99.normalize", globals())',
+    ]
+    notebook = new_notebook(cells=[new_code_cell(source) for source in cells])
+    NotebookClient(notebook, kernel_name="llmcourse", timeout=120).execute()
+
+    def html(index: int) -> list[str]:
+        outputs = notebook.cells[index].outputs
+        return [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+
+    (not_attempted,) = html(2)
+    assert "0/3 points" in not_attempted and "not attempted yet" in not_attempted
+    assert "Hint" not in not_attempted
+    (wrong,) = html(4)
+    assert "mean square matches numpy on random values" in wrong
+    assert "&#10007;" in wrong and "<i>Hint:</i> Square every value, then average." in wrong
+    assert html(6) == [html(6)[0]] and "3/3 points (all tests pass)" in html(6)[0]  # shown once
+    (score,) = [o for o in notebook.cells[7].outputs if o["output_type"] == "execute_result"]
+    assert score["data"]["text/plain"] == "3"  # a second check in the same kernel agrees
+    (looping,) = html(9)
+    assert "did not finish within 3 s" in looping  # SIGALRM works in the kernel's main thread
+    assert ProgressStore().best()["99.mean_square"].score == 3  # the kernel recorded it

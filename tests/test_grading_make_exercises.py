@@ -1,0 +1,157 @@
+"""tools/make_exercises.py: exercises/ generated from solutions/, and kept fresh."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from grading_fixtures.notebooks import ROOT, SOLUTION_99
+
+TOOL = ROOT / "tools" / "make_exercises.py"
+
+
+@pytest.fixture(scope="module")
+def make_exercises():
+    sys.path.insert(0, str(TOOL.parent))  # the tool imports its sibling strip_notebooks
+    try:
+        return importlib.import_module("make_exercises")
+    finally:
+        sys.path.remove(str(TOOL.parent))
+
+
+def run_tool(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True
+    )
+
+
+def test_exercises_folder_is_up_to_date():
+    result = run_tool("--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_answer_becomes_a_stub_under_its_hint(make_exercises):
+    source = (
+        "import math\n"
+        "\n"
+        "def area(radius):\n"
+        '    """Area of a circle."""\n'
+        "    # Hint: pi r squared.\n"
+        "    #   (math.pi is there for you)\n"
+        "    ### BEGIN SOLUTION\n"
+        "    return math.pi * radius**2\n"
+        "    ### END SOLUTION\n"
+        "\n"
+        "# Hint: a module-level answer.\n"
+        "### BEGIN SOLUTION\n"
+        "answer = 42\n"
+        "### END SOLUTION"
+    )
+    assert make_exercises.stub_source(source, "cell") == (
+        "import math\n"
+        "\n"
+        "def area(radius):\n"
+        '    """Area of a circle."""\n'
+        "    # Hint: pi r squared.\n"
+        "    #   (math.pi is there for you)\n"
+        '    raise NotImplementedError("Replace this with your code for area().")\n'
+        "\n"
+        "# Hint: a module-level answer.\n"
+        'raise NotImplementedError("Replace this with your answer.")'
+    )
+    assert make_exercises.stub_source("x = 1", "cell") == "x = 1"  # no markers: unchanged
+
+
+def test_a_stub_too_long_for_one_line_is_wrapped_as_the_formatter_would(make_exercises):
+    name = "duplicate_ngram_character_fraction_of_the_whole_text"
+    source = f"def {name}(text):\n    # Hint: h\n    ### BEGIN SOLUTION\n    ### END SOLUTION"
+    stubbed = make_exercises.stub_source(source, "cell")
+    assert stubbed.split("\n")[2:] == [
+        "    raise NotImplementedError(",
+        f'        "Replace this with your code for {name}()."',
+        "    )",
+    ]
+    ruff = Path(sys.executable).parent / "ruff"
+    formatted = subprocess.run(
+        [str(ruff), "format", "-"], input=stubbed, cwd=ROOT, capture_output=True, text=True
+    )
+    assert formatted.stdout == stubbed + "\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "complaint"),
+    [
+        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", "# Hint: ..."),
+        ("# Hint: h\n### BEGIN SOLUTION\nx = 1", "has no ### END SOLUTION"),
+        ("x = 1\n### END SOLUTION", "without ### BEGIN SOLUTION"),
+        ("# Hint: h\n### BEGIN SOLUTION\n# Hint: h\n### BEGIN SOLUTION\n", "inside another"),
+        ("# Hint: h\n## BEGIN SOLUTION\nx = 1", "write the marker as"),
+    ],
+)
+def test_malformed_solutions_are_reported_with_their_place(make_exercises, source, complaint):
+    with pytest.raises(make_exercises.SolutionFormatError, match="nb, cell 3, line") as error:
+        make_exercises.stub_source(source, "nb, cell 3")
+    assert complaint in str(error.value)
+
+
+def test_a_solution_without_any_answer_is_rejected(tmp_path):
+    notebook = json.loads(SOLUTION_99.read_text())
+    for cell in notebook["cells"]:
+        cell["source"] = "x = 1"
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    (solutions / "99_empty.ipynb").write_text(json.dumps(notebook))
+    result = run_tool("--solutions", solutions, "--exercises", tmp_path / "exercises")
+    assert result.returncode == 2 and "no ### BEGIN SOLUTION" in result.stderr
+
+
+def test_generate_check_and_fix_a_stale_folder(tmp_path):
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    solutions.mkdir()
+    shutil.copy(SOLUTION_99, solutions)
+    folders = ("--solutions", solutions, "--exercises", exercises)
+
+    missing = run_tool("--check", *folders)
+    assert missing.returncode == 1 and "stale: " in missing.stdout
+    assert run_tool(*folders).returncode == 0
+    assert run_tool("--check", *folders).returncode == 0
+    generated = exercises / "99_fixture.ipynb"
+    first = generated.read_bytes()
+
+    notebook = json.loads(first)
+    notebook["cells"][4]["source"] = "def mean_square(values):\n    return 0"  # a hand edit
+    generated.write_text(json.dumps(notebook))
+    (exercises / "99_orphan.ipynb").write_text(json.dumps(notebook))
+    stale = run_tool("--check", *folders)
+    assert stale.returncode == 1
+    assert "stale: " in stale.stdout and "orphan: " in stale.stdout
+    assert run_tool(*folders).returncode == 0
+    assert generated.read_bytes() == first  # regenerated byte for byte
+    assert not (exercises / "99_orphan.ipynb").exists()
+
+
+def test_generated_notebooks_are_clean_and_lint_free(tmp_path):
+    assert run_tool("--solutions", SOLUTION_99.parent, "--exercises", tmp_path).returncode == 0
+    generated = tmp_path / "99_fixture.ipynb"
+    notebook = json.loads(generated.read_text())
+    assert notebook["metadata"]["kernelspec"]["name"] == "llmcourse"
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    sources = "".join("".join(c["source"]) for c in code)
+    assert "BEGIN SOLUTION" not in sources and "np.mean" not in sources
+    assert sources.count("raise NotImplementedError") == 2 and sources.count("# Hint:") == 2
+    ruff = Path(sys.executable).parent / "ruff"
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [str(ruff), *command, "--stdin-filename", "exercises/99_fixture.ipynb"],
+            input=generated.read_text(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
