@@ -1,16 +1,30 @@
-"""Devices, seeds, paths, checkpoints and logging: what every other part of llmcourse stands on."""
+"""Devices, seeds, paths, checkpoints and logging: what every other part of llmcourse stands on.
 
-from llmcourse.utils.checkpoint import (
-    load_checkpoint,
-    restore_training_state,
-    save_checkpoint,
-    training_state,
-)
-from llmcourse.utils.device import autocast_dtype, describe_device, device
-from llmcourse.utils.logging import get_logger
-from llmcourse.utils.paths import cache_dir, home_dir, repo_root
-from llmcourse.utils.seed import rng_state, seed_everything, set_rng_state
+Names are loaded on first use (PEP 562), so ``llmcourse.utils.paths`` is usable without paying
+for ``import torch`` (the grader and the CLI start faster that way).
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "load_checkpoint": "checkpoint",
+    "restore_training_state": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "training_state": "checkpoint",
+    "autocast_dtype": "device",
+    "describe_device": "device",
+    "device": "device",
+    "get_logger": "logging",
+    "cache_dir": "paths",
+    "home_dir": "paths",
+    "repo_root": "paths",
+    "rng_state": "seed",
+    "seed_everything": "seed",
+    "set_rng_state": "seed",
+}
 __all__ = [
     "autocast_dtype",
     "cache_dir",
@@ -27,3 +41,23 @@ __all__ = [
     "set_rng_state",
     "training_state",
 ]
+
+if TYPE_CHECKING:
+    from llmcourse.utils.checkpoint import (
+        load_checkpoint,
+        restore_training_state,
+        save_checkpoint,
+        training_state,
+    )
+    from llmcourse.utils.device import autocast_dtype, describe_device, device
+    from llmcourse.utils.logging import get_logger
+    from llmcourse.utils.paths import cache_dir, home_dir, repo_root
+    from llmcourse.utils.seed import rng_state, seed_everything, set_rng_state
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'llmcourse.utils' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"llmcourse.utils.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
