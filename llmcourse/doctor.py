@@ -63,7 +63,7 @@ class Report:
 def report() -> Report:
     import torch
 
-    from llmcourse.utils.device import describe_device
+    from llmcourse.utils.devices import describe_device
 
     result = Report()
     result.facts.append(("python", f"{sys.version.split()[0]} ({sys.executable})"))

@@ -14,9 +14,9 @@ _EXPORTS = {
     "restore_training_state": "checkpoint",
     "save_checkpoint": "checkpoint",
     "training_state": "checkpoint",
-    "autocast_dtype": "device",
-    "describe_device": "device",
-    "device": "device",
+    "autocast_dtype": "devices",
+    "describe_device": "devices",
+    "device": "devices",
     "get_logger": "logging",
     "cache_dir": "paths",
     "home_dir": "paths",
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         save_checkpoint,
         training_state,
     )
-    from llmcourse.utils.device import autocast_dtype, describe_device, device
+    from llmcourse.utils.devices import autocast_dtype, describe_device, device
     from llmcourse.utils.logging import get_logger
     from llmcourse.utils.paths import cache_dir, home_dir, repo_root
     from llmcourse.utils.seed import rng_state, seed_everything, set_rng_state

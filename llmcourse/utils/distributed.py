@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from llmcourse.utils.device import device as pick_device
+from llmcourse.utils.devices import device as pick_device
 
 
 @dataclass(frozen=True)
