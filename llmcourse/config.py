@@ -72,6 +72,7 @@ class ModelConfig:
     tie_embeddings: bool = True
     type_vocab_size: int = 0  # BERT's segment (token-type) embeddings
     embedding_norm: bool = False  # BERT: LayerNorm right after the embeddings
+    mlm_head: bool = True  # encoder only: BERT's masked-LM head (False: a bare encoder, MiniLM)
     scale_attention: bool = True  # divide scores by sqrt(head_dim); T5 folds it into init
 
     n_expert: int = 0  # mixture of experts: 0 means a dense MLP

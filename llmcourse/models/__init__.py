@@ -1,0 +1,16 @@
+"""Transformer language models built from a ``ModelConfig``, plus their published configs.
+
+- ``DecoderLM`` (GPT-2, LLaMA 1/2/3, Mistral, Mixtral, PaLM, JAIS, SmolLM2), ``EncoderLM``
+  (BERT, MiniLM), ``Seq2SeqLM`` (T5);
+- ``llmcourse.models.zoo``: published configs and model cards (``get_config``, ``get_card``);
+- ``llmcourse.models.counting``: parameters, FLOPs and memory by arithmetic;
+- ``llmcourse.models.hf``: conversion to and from Hugging Face ``transformers``.
+"""
+
+from llmcourse.models.base import LanguageModel, ModelOutput
+from llmcourse.models.decoder import DecoderLM
+from llmcourse.models.encoder import EncoderLM
+from llmcourse.models.seq2seq import Seq2SeqLM
+from llmcourse.nn.kv_cache import KVCache
+
+__all__ = ["DecoderLM", "EncoderLM", "KVCache", "LanguageModel", "ModelOutput", "Seq2SeqLM"]
