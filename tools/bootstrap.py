@@ -23,6 +23,7 @@ Set-up, in order:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,9 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".llmcourse-setup"
 DEFAULT_TORCH = "torch==2.13.0"
 KERNEL_NAME = "llmcourse"
+# OpenMP threads that spin while waiting make PyTorch crawl (10-20x) as soon as another process
+# wants the same cores, as on a 2-core laptop with a browser open; sleeping threads don't.
+KERNEL_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def venv_bin(name: str) -> Path:
@@ -97,9 +101,10 @@ def ensure_packages() -> None:
 
 def ensure_kernel() -> None:
     kernel_json = VENV / "share" / "jupyter" / "kernels" / KERNEL_NAME / "kernel.json"
-    if kernel_json.exists():
+    if kernel_json.exists() and json.loads(kernel_json.read_text()).get("env") == KERNEL_ENV:
         return
     say(f"registering the Jupyter kernel '{KERNEL_NAME}'")
+    env_args = [arg for name, value in KERNEL_ENV.items() for arg in ("--env", name, value)]
     run(
         venv_bin("python"),
         "-m",
@@ -110,6 +115,7 @@ def ensure_kernel() -> None:
         KERNEL_NAME,
         "--display-name",
         "Python 3 (llmcourse)",
+        *env_args,
     )
 
 
