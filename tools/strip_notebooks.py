@@ -30,7 +30,8 @@ def strip(path: Path) -> bool:
     metadata.pop("widgets", None)
     metadata["kernelspec"] = KERNELSPEC
     metadata["language_info"] = {"name": "python"}
-    after = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    # Sorted keys and one-space indent, as nbformat and JupyterLab write: no churn between tools.
+    after = json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     if after != before:
         path.write_text(after, encoding="utf-8")
         return True
