@@ -1,0 +1,45 @@
+"""Serving a language model: decoding strategies, KV caches, speculative decoding.
+
+- ``generate`` / ``stream``: greedy, temperature, top-k, top-p, repetition penalty, stop
+  tokens, batched prompts with left padding, with or without a KV cache;
+- ``prefill`` / ``decode_step`` / ``merge_states`` / ``select_rows``: the per-step API a
+  batching server drives (``llmcourse.infer.decoding``);
+- ``StaticKVCache``: a preallocated cache with the same interface as ``llmcourse.nn.KVCache``;
+- ``beam_search`` with a length penalty; ``speculative_generate`` (Leviathan et al. 2023);
+- the sampling filters themselves (``top_k_filter``, ``top_p_filter``, ...).
+"""
+
+from llmcourse.infer.decoding import (
+    DecodeState,
+    decode_step,
+    make_cache,
+    merge_states,
+    prefill,
+    select_rows,
+)
+from llmcourse.infer.generate import generate, stream
+from llmcourse.infer.sampling import (
+    apply_repetition_penalty,
+    next_token,
+    process_logits,
+    top_k_filter,
+    top_p_filter,
+)
+from llmcourse.infer.static_cache import StaticKVCache
+
+__all__ = [
+    "DecodeState",
+    "StaticKVCache",
+    "apply_repetition_penalty",
+    "decode_step",
+    "generate",
+    "make_cache",
+    "merge_states",
+    "next_token",
+    "prefill",
+    "process_logits",
+    "select_rows",
+    "stream",
+    "top_k_filter",
+    "top_p_filter",
+]

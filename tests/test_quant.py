@@ -1,0 +1,284 @@
+"""Quantization: round trips, parity with torch's quantized tensors, layer SQNR and storage."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from llmcourse.config import ModelConfig
+from llmcourse.models import DecoderLM
+from llmcourse.quant import (
+    Int4Linear,
+    Int8Linear,
+    LLMInt8Linear,
+    absmax_dequantize,
+    absmax_quantize,
+    group_dequantize,
+    group_minmax_dequantize,
+    group_minmax_quantize,
+    group_quantize,
+    int8_matmul,
+    model_bytes,
+    pack_int4,
+    quantize,
+    sqnr,
+    unpack_int4,
+    weight_sqnr,
+    zeropoint_dequantize,
+    zeropoint_quantize,
+)
+
+seeds = st.integers(0, 2**31 - 1)
+
+
+def randn(*shape: int, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Tensor quantization
+# --------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, bits=st.integers(2, 8), per_channel=st.booleans())
+def test_absmax_round_trip_error_is_at_most_half_a_step(seed, bits, per_channel):
+    x = randn(16, 24, seed=seed, scale=3.0)
+    q, scale = absmax_quantize(x, bits, dim=-1 if per_channel else None)
+    assert q.dtype == torch.int8 and int(q.abs().max()) <= 2 ** (bits - 1) - 1
+    error = (absmax_dequantize(q, scale) - x).abs()
+    assert bool((error <= scale / 2 + 1e-6).all())
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, bits=st.integers(2, 8), shift=st.floats(-3, 3))
+def test_zeropoint_round_trip_and_exact_zero(seed, bits, shift):
+    x = randn(10, 12, seed=seed) + shift
+    q, scale, zero = zeropoint_quantize(x, bits, dim=-1)
+    assert q.dtype == torch.uint8 and int(q.max()) <= 2**bits - 1
+    assert bool(((zeropoint_dequantize(q, scale, zero) - x).abs() <= scale / 2 + 1e-6).all())
+    q0, s0, z0 = zeropoint_quantize(torch.zeros(1), bits)
+    assert float(zeropoint_dequantize(q0, s0, z0)) == 0.0
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+def test_absmax_matches_torch_quantize_per_channel():
+    """Independent peer: PyTorch's own quantized tensors, given the same scales."""
+    w = randn(32, 64, seed=1)
+    q, scale = absmax_quantize(w, 8, dim=-1)
+    peer = torch.quantize_per_channel(
+        w, scale.squeeze(1).double(), torch.zeros(32, dtype=torch.long), 0, torch.qint8
+    )
+    assert torch.equal(q, peer.int_repr())
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+def test_zeropoint_matches_torch_quantize_per_tensor():
+    x = randn(200, seed=2) + 0.7
+    q, scale, zero = zeropoint_quantize(x, 8)
+    peer = torch.quantize_per_tensor(x, float(scale), int(zero), torch.quint8)
+    assert torch.equal(q, peer.int_repr())
+
+
+def test_finer_granularity_means_less_error():
+    w = randn(64, 256, seed=3)
+    w[0, 0] = 40.0  # one outlier
+    per_tensor = sqnr(w, absmax_dequantize(*absmax_quantize(w, 4)))
+    per_channel = sqnr(w, absmax_dequantize(*absmax_quantize(w, 4, dim=-1)))
+    per_group = sqnr(w, group_dequantize(*group_quantize(w, 4, 32)))
+    assert per_tensor < per_channel < per_group
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, columns=st.integers(1, 20))
+def test_int4_pack_round_trip(seed, columns):
+    q = torch.randint(
+        -8, 8, (5, 2 * columns), generator=torch.Generator().manual_seed(seed), dtype=torch.int8
+    )
+    packed = pack_int4(q)
+    assert packed.dtype == torch.uint8 and packed.shape == (5, columns)
+    assert torch.equal(unpack_int4(packed), q)
+
+
+def test_group_minmax_is_lossless_on_a_4bit_grid():
+    """Weights already on a per-group 16-level grid (llama.cpp Q4_1) come back exactly."""
+    levels = torch.randint(0, 16, (8, 64), generator=torch.Generator().manual_seed(4)).float()
+    levels[:, ::32] = 0
+    levels[:, 1::32] = 15
+    w = levels * 0.125 - 1.0
+    q, scale, minimum = group_minmax_quantize(w, 4, 32)
+    assert torch.equal(group_minmax_dequantize(q, scale, minimum), w)
+
+
+def test_sqnr_definition():
+    ref = torch.tensor([3.0, 4.0])
+    assert sqnr(ref, ref + torch.tensor([0.5, 0.0])) == pytest.approx(
+        10 * torch.log10(torch.tensor(25 / 0.25)).item()
+    )
+    assert sqnr(ref, ref) == float("inf")
+    with pytest.raises(ValueError, match="equal shapes"):
+        sqnr(ref, ref[:1])
+
+
+def test_bad_tensor_arguments():
+    with pytest.raises(ValueError, match="bits"):
+        absmax_quantize(torch.ones(3), bits=1)
+    with pytest.raises(ValueError, match=r"not divisible by group_size=64"):
+        group_quantize(torch.ones(4, 100), 4, 64)
+    with pytest.raises(ValueError, match="\\[-8, 7\\]"):
+        pack_int4(torch.tensor([9, 0], dtype=torch.int8))
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def linear() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(1024, 512)
+
+
+@pytest.fixture(scope="module")
+def inputs() -> torch.Tensor:
+    return randn(64, 1024, seed=5)
+
+
+def test_int8_weight_only_sqnr_at_least_40db(linear, inputs):
+    layer = Int8Linear(linear)
+    with torch.no_grad():
+        assert sqnr(linear(inputs), layer(inputs)) >= 40.0
+        assert sqnr(linear.weight, layer.dequantized_weight()) >= 40.0
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int4_group64_sqnr_at_least_15db(linear, inputs, symmetric):
+    layer = Int4Linear(linear, group_size=64, symmetric=symmetric)
+    with torch.no_grad():
+        assert sqnr(linear(inputs), layer(inputs)) >= 15.0
+
+
+def test_layers_really_store_fewer_bytes(linear):
+    fp32 = linear.weight.numel() * 4
+    int8 = Int8Linear(linear)
+    int4 = Int4Linear(linear, group_size=64)
+    weight_bytes = lambda m: sum(
+        b.numel() * b.element_size() for n, b in m.named_buffers() if n != "bias"
+    )
+    assert weight_bytes(int8) == fp32 // 4 + 512 * 4  # 1 byte per weight + fp32 row scales
+    assert weight_bytes(int4) == fp32 // 8 + 512 * (1024 // 64) * 2  # half a byte + fp16 scales
+    assert int4.packed.dtype == torch.uint8 and int4.packed.shape == (512, 512)
+
+
+def test_int8_matmul_is_exact():
+    a = torch.randint(
+        -127, 128, (9, 2500), dtype=torch.int8, generator=torch.Generator().manual_seed(6)
+    )
+    b = torch.randint(
+        -127, 128, (7, 2500), dtype=torch.int8, generator=torch.Generator().manual_seed(7)
+    )
+    assert torch.equal(int8_matmul(a, b), (a.long() @ b.long().t()).int())
+
+
+def test_llm_int8_keeps_outlier_columns_precise(linear, inputs):
+    x = inputs.clone()
+    x[:, [3, 100, 700]] *= 40.0  # systematic outlier features, as in Dettmers et al. 2022
+    with torch.no_grad():
+        reference = linear(x)
+        w8a8 = sqnr(reference, LLMInt8Linear(linear, threshold=None)(x))
+        decomposed_layer = LLMInt8Linear(linear, threshold=6.0)
+        decomposed = sqnr(reference, decomposed_layer(x))
+    assert decomposed_layer.last_outlier_columns >= 3
+    assert decomposed > w8a8 + 10.0
+
+
+def test_w8a8_matches_the_quantized_math(linear, inputs):
+    layer = LLMInt8Linear(linear, threshold=None)
+    q_x, s_x = absmax_quantize(inputs, 8, dim=-1)
+    expected = (q_x.double() @ layer.weight_int8.double().t()) * s_x * layer.scale.t() + linear.bias
+    with torch.no_grad():
+        torch.testing.assert_close(layer(inputs).double(), expected.detach(), atol=1e-4, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole models
+# --------------------------------------------------------------------------------------------
+
+TINY = ModelConfig(
+    vocab_size=120,
+    context_length=64,
+    d_model=64,
+    n_layer=2,
+    n_head=4,
+    n_kv_head=2,
+    d_ff=128,
+    norm="rmsnorm",
+    mlp="swiglu",
+    position="rope",
+    bias=False,
+)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4", "w8a8", "llm.int8"])
+def test_quantize_swaps_every_linear_but_the_head(scheme):
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    quantized = quantize(model, scheme, group_size=32)
+    linears = [n for n, m in quantized.named_modules() if isinstance(m, nn.Linear)]
+    assert linears == ["lm_head"]
+    assert all(
+        isinstance(m, nn.Linear) for m in model.modules() if m.__class__.__name__ == "Linear"
+    )
+    assert model_bytes(quantized) < model_bytes(model)
+    assert len(weight_sqnr(model, quantized)) == 2 * 7  # q, k, v, o, gate, up, down per layer
+    ids = torch.randint(0, 120, (2, 16))
+    with torch.no_grad():
+        assert sqnr(model(ids).logits, quantized(ids).logits) > 10.0
+
+
+def test_model_bytes_counts_tied_weights_once():
+    model = DecoderLM(TINY)
+    assert model_bytes(model) == model.num_parameters() * 4
+
+
+def test_quantize_rejects_bad_schemes_and_group_sizes():
+    model = DecoderLM(TINY.replace(d_model=48, n_head=4, n_kv_head=2, d_ff=96))
+    with pytest.raises(ValueError, match=r"'blocks\.0\.attn\.q_proj' has in_features=48"):
+        quantize(model, "int4", group_size=32)
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        quantize(model, "int3")
+
+
+def test_perplexity_matches_transformers_loss():
+    """llmcourse.eval.perplexity (used for the quantization report) against HF's own loss."""
+    from llmcourse.eval import perplexity
+    from llmcourse.models.hf import to_hf
+
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    ids = torch.randint(0, 120, (50,))
+    with torch.no_grad():
+        loss = to_hf(model)(ids[None], labels=ids[None]).loss
+    assert perplexity(model, ids) == pytest.approx(float(torch.exp(loss)), rel=1e-5)
+    # windows of 20 with stride 10: every token after the first is scored exactly once
+    assert perplexity(model, ids, block_size=20, stride=10) > 1.0
+    with pytest.raises(ValueError, match="at least two tokens"):
+        perplexity(model, ids[:1])
+
+
+@pytest.mark.slow
+def test_smollm2_int8_perplexity_within_one_percent():
+    from llmcourse.eval import perplexity
+    from llmcourse.models.hf import load_smollm2
+    from llmcourse.pretrained import shakespeare
+
+    model, tokenizer = load_smollm2()
+    ids = tokenizer(shakespeare("val")[:6000], return_tensors="pt").input_ids[0][:512]
+    fp32 = perplexity(model, ids, block_size=512)
+    int8 = perplexity(quantize(model, "int8"), ids, block_size=512)
+    assert abs(int8 - fp32) / fp32 < 0.01
+    assert 5 < fp32 < 100  # plausible for a 135M model on Shakespeare
