@@ -73,6 +73,31 @@ def perplexity(
     return math.exp(total_nll / count)
 
 
+def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log P(x_t | x_<t) of every token but the first, from one forward pass.
+
+    The chain rule, log P(x_1..x_T) = Σ_t log P(x_t | x_<t), needs one factor per token; the
+    logits at position t-1 give the distribution of token t. ``logits`` ``(..., seq, vocab)``
+    and ``ids`` ``(..., seq)`` → ``(..., seq - 1)``; sum them for the sequence's log-probability
+    (given its first token).
+    """
+    if logits.shape[:-1] != ids.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} must be ids {tuple(ids.shape)} plus a vocabulary axis."
+        )
+    log_probs = torch.log_softmax(logits[..., :-1, :].float(), dim=-1)
+    return log_probs.gather(-1, ids[..., 1:, None]).squeeze(-1)
+
+
+def perplexity_from_log_probs(log_probs: torch.Tensor) -> float:
+    """exp(-mean log-probability): the perplexity of the tokens these log-probabilities score."""
+    if log_probs.numel() == 0:
+        raise ValueError(
+            "Perplexity of zero tokens is undefined; pass at least one log-probability."
+        )
+    return math.exp(-float(log_probs.detach().double().mean()))
+
+
 # --------------------------------------------------------------------------------------------
 # BLEU
 # --------------------------------------------------------------------------------------------
@@ -113,7 +138,9 @@ def tokenize_13a(line: str) -> list[str]:
 
 def _ngrams(tokens: list[str], max_order: int) -> Counter:
     return Counter(
-        tuple(tokens[i : i + n]) for n in range(1, max_order + 1) for i in range(len(tokens) - n + 1)
+        tuple(tokens[i : i + n])
+        for n in range(1, max_order + 1)
+        for i in range(len(tokens) - n + 1)
     )
 
 
