@@ -1,0 +1,5 @@
+"""``python -m llmcourse.train``: see ``llmcourse.train.cli``."""
+
+from llmcourse.train.cli import main
+
+main()

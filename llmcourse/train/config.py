@@ -1,0 +1,111 @@
+"""``TrainConfig``: every knob of a training run in one validated dataclass.
+
+Sizes are per process: each step, every one of ``world_size`` processes runs
+``grad_accum_steps`` micro-batches of ``batch_size`` sequences, so one optimizer step sees
+``batch_size · grad_accum_steps · world_size`` sequences (the *global batch*). Keep that product
+fixed and 1 GPU, 8 GPUs or 8 GPUs with accumulation train the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmcourse.train.schedule import KINDS, ScheduleKind
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Parallel = Literal["ddp", "fsdp"]
+Objective = Literal["causal", "masked", "seq2seq"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "parallel": ("ddp", "fsdp"),
+    "objective": ("causal", "masked", "seq2seq"),
+    "schedule": KINDS,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters and switches of ``Trainer`` (defaults: a small GPT on a CPU)."""
+
+    max_steps: int = 1000
+    batch_size: int = 16  # sequences per micro-batch, per process
+    grad_accum_steps: int = 1
+    # Optimizer: AdamW (Loshchilov & Hutter 2019); no decay on norms, biases, embeddings.
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
+    # Schedule (llmcourse.train.schedule): warm-up, then decay to min_lr_ratio · lr.
+    schedule: ScheduleKind = "cosine"
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    # Objective (llmcourse.train.objectives).
+    objective: Objective = "causal"
+    label_smoothing: float = 0.0
+    aux_loss_weight: float = 0.01  # mixture-of-experts balancing loss (Fedus et al. 2022)
+    decoder_start_id: int = 0  # seq2seq: first decoder input (T5 uses its pad id, 0)
+    # Sequence-length curriculum: grow from seq_len_start to the full length over these steps.
+    seq_len_warmup_steps: int = 0
+    seq_len_start: int = 8
+    # Speed and memory.
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    # Several processes (under torchrun): how to spread the model.
+    parallel: Parallel = "ddp"
+    zero1: bool = False  # shard the optimizer state (ZeRO stage 1) on top of DDP
+    # Evaluation, logging, checkpoints.
+    eval_every: int = 0  # steps between evaluations; 0: only when asked
+    eval_batches: int | None = None  # cap per evaluation; None: the whole validation set
+    target_val_loss: float | None = None  # stop as soon as an evaluation reaches it
+    bytes_per_token: float | None = None  # UTF-8 bytes per token, for bits per byte
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
+    out_dir: str | None = None  # log.jsonl and checkpoint.safetensors go here
+    progress_bar: bool = True
+    shuffle: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, options in _CHOICES.items():
+            if getattr(self, name) not in options:
+                raise ValueError(
+                    f"TrainConfig.{name}={getattr(self, name)!r}; use one of {', '.join(options)}."
+                )
+        positive = ("max_steps", "batch_size", "grad_accum_steps", "log_every", "seq_len_start")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seq_len_warmup_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer ≥ 0, got {value!r}.")
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}; "
+                "shorten the warm-up."
+            )
+        if self.lr <= 0 or self.weight_decay < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("Need lr > 0, weight_decay ≥ 0 and 0 ≤ min_lr_ratio ≤ 1.")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.zero1 and self.parallel != "ddp":
+            raise ValueError("zero1 shards the optimizer under DDP; FSDP already shards it.")
+        if self.seq_len_warmup_steps and self.objective != "causal":
+            raise ValueError("The sequence-length curriculum cuts causal-LM batches only.")
+        if self.eval_batches is not None and self.eval_batches <= 0:
+            raise ValueError(f"eval_batches must be positive or None, got {self.eval_batches}.")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,129 @@
+"""Reward model: a scalar score for (prompt, response), trained on preference pairs.
+
+Bradley & Terry (1952) model a comparison as P(a ≻ b) = σ(r(a) − r(b)). Fitting r to pairs where
+the chosen response y_c beat the rejected y_r is logistic regression on the score difference:
+
+    L = −E[ log σ( r(x, y_c) − r(x, y_r) ) ]     (Ouyang et al. 2022, eq. 1; Stiennon et al. 2020)
+
+The model is a pretrained LM with its vocabulary head replaced by a linear layer to one number,
+read at the last real token of ``prompt + response`` (the position that has seen everything).
+Only differences of rewards are identified: adding a constant to every reward leaves the loss
+unchanged. Held-out pair accuracy (how often r(y_c) > r(y_r)) is the usual quality measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmcourse.data.collators import pad_batch
+from llmcourse.train.preferences import PreferencePair
+from llmcourse.train.sft import encode_text
+
+
+def bradley_terry_loss(
+    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor
+) -> torch.Tensor:
+    """``−mean log σ(r_chosen − r_rejected)`` over a batch of pairs, each ``(batch,)``.
+
+    Written with ``logsigmoid``, which stays finite for large negative margins where
+    ``log(sigmoid(x))`` underflows to −inf.
+    """
+    if chosen_rewards.shape != rejected_rewards.shape:
+        raise ValueError(
+            f"chosen {tuple(chosen_rewards.shape)} and rejected {tuple(rejected_rewards.shape)} "
+            "rewards must have the same shape (one of each per pair)."
+        )
+    return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token for right-padded ``(batch, seq)`` masks."""
+    return attention_mask.long().sum(-1) - 1
+
+
+class RewardModel(nn.Module):
+    """``backbone`` (a ``DecoderLM``; its ``lm_head`` is not used) + ``nn.Linear(d_model, 1)``.
+
+    ``forward(input_ids, attention_mask=None)`` → rewards ``(batch,)``.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.d_model, 1)
+        nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.head.weight, std=1.0 / (backbone.config.d_model + 1) ** 0.5)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        hidden = self.backbone(input_ids, attention_mask=attention_mask).hidden_states
+        if attention_mask is None:
+            last = hidden[:, -1]
+        else:
+            last = hidden[torch.arange(hidden.shape[0]), last_token_index(attention_mask)]
+        return self.head(last).squeeze(-1)
+
+
+def pair_tensors(
+    tokenizer: Any, pairs: Sequence[PreferencePair], pad_id: int = 0
+) -> dict[str, torch.Tensor]:
+    """Right-padded ``chosen_ids``/``chosen_mask`` and ``rejected_ids``/``rejected_mask``."""
+    if not pairs:
+        raise ValueError("No preference pairs given.")
+    batch: dict[str, torch.Tensor] = {}
+    for side in ("chosen", "rejected"):
+        ids = [encode_text(tokenizer, p.prompt + getattr(p, side)) for p in pairs]
+        batch[f"{side}_ids"] = pad_batch(ids, pad_id)
+        batch[f"{side}_mask"] = pad_batch([[1] * len(i) for i in ids], 0)
+    return batch
+
+
+def train_reward_model(
+    model: RewardModel,
+    batch: dict[str, torch.Tensor],
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> list[float]:
+    """AdamW on the Bradley-Terry loss over minibatches drawn from ``batch`` (``pair_tensors``).
+
+    ``on_step(step, loss, accuracy)`` sees each minibatch's loss and pair accuracy.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
+    )
+    n = batch["chosen_ids"].shape[0]
+    model.train()
+    losses = []
+    for step in range(steps):
+        rows = torch.randint(n, (min(batch_size, n),), generator=generator)
+        chosen = model(batch["chosen_ids"][rows], batch["chosen_mask"][rows])
+        rejected = model(batch["rejected_ids"][rows], batch["rejected_mask"][rows])
+        loss = bradley_terry_loss(chosen, rejected)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1], float((chosen > rejected).float().mean()))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def preference_accuracy(model: RewardModel, batch: dict[str, torch.Tensor]) -> float:
+    """Fraction of pairs where the chosen response gets the higher reward."""
+    model.eval()
+    chosen = model(batch["chosen_ids"], batch["chosen_mask"])
+    rejected = model(batch["rejected_ids"], batch["rejected_mask"])
+    return float((chosen > rejected).float().mean())

@@ -1,0 +1,95 @@
+"""A sequence-to-sequence task on ``Seq2SeqLM``: batches of (source, target) pairs, greedy decoding.
+
+Training is teacher forcing (``llmcourse.train.objectives.seq2seq_lm_loss``): the decoder reads
+``shift_right(target)`` and predicts ``target`` token by token while cross-attending to the
+encoded source. At test time there is no target to read, so ``greedy_decode`` feeds the model
+its own previous choice, one token at a time, reusing the encoder's output and the decoder's
+key/value cache, until every row has produced the end token.
+
+Lesson 08 uses it to modernise First Folio spelling (``llmcourse.data.folio``), scored with
+BLEU (``llmcourse.eval.bleu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from llmcourse.data.collators import IGNORE_INDEX, pad_batch
+from llmcourse.models.seq2seq import Seq2SeqLM
+from llmcourse.nn.kv_cache import KVCache
+
+
+def pair_batch(
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    pad_id: int,
+    eos_id: int,
+) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` of the sources, and ``labels`` = target + EOS.
+
+    Shapes ``(batch, longest source)`` and ``(batch, longest target + 1)``; labels are -100 on
+    padding so ``Trainer(objective="seq2seq")`` scores only real target tokens.
+    """
+    if len(sources) != len(targets) or not sources:
+        raise ValueError(
+            f"Need as many sources as targets (and at least one), got {len(sources)} and "
+            f"{len(targets)}."
+        )
+    if any(len(s) == 0 for s in sources):
+        raise ValueError("A source sequence is empty; drop empty pairs first.")
+    return {
+        "input_ids": pad_batch(sources, pad_id),
+        "attention_mask": pad_batch([[1] * len(s) for s in sources], 0),
+        "labels": pad_batch([[*t, eos_id] for t in targets], IGNORE_INDEX),
+    }
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: Seq2SeqLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    max_new_tokens: int,
+    start_id: int,
+    eos_id: int,
+) -> list[list[int]]:
+    """The argmax output of each source row, without the start and end tokens.
+
+    ``input_ids`` ``(batch, source_seq)``; decoding stops for a row at ``eos_id`` and for all
+    after ``max_new_tokens`` steps.
+    """
+    if not isinstance(model, Seq2SeqLM):
+        raise TypeError(f"greedy_decode needs a Seq2SeqLM, got {type(model).__name__}.")
+    if max_new_tokens > model.config.context_length:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} exceeds the decoder's context "
+            f"({model.config.context_length})."
+        )
+    was_training = model.training
+    model.eval()
+    memory = model.encode(input_ids, attention_mask)
+    cache = KVCache()
+    batch = input_ids.shape[0]
+    token = torch.full((batch, 1), start_id, dtype=torch.long, device=input_ids.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    for _ in range(max_new_tokens):
+        logits = model(
+            None,
+            token,
+            attention_mask=attention_mask,
+            encoder_hidden_states=memory,
+            kv_cache=cache,
+        ).logits[:, -1]
+        token = logits.argmax(-1, keepdim=True)
+        for row in torch.nonzero(~finished).flatten().tolist():
+            if int(token[row]) == eos_id:
+                finished[row] = True
+            else:
+                outputs[row].append(int(token[row]))
+        if bool(finished.all()):
+            break
+    model.train(was_training)
+    return outputs
