@@ -71,10 +71,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         command.append("--allow-root")  # containers and CI machines often run as root
     if args.no_browser:
         command.append("--no-browser")
-    command.extend(args.jupyter_args)
+    command.extend(arg for arg in args.jupyter_args if arg != "--")
+    # `make lab` runs this without activating .venv: put the course environment's scripts first
+    # on PATH, so `!llmcourse progress` and `!pip install` in a notebook, and JupyterLab
+    # terminals, use this environment rather than failing or reaching another Python.
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
     print(f"[llmcourse] JupyterLab on {notebook} (Ctrl-C twice to stop)", flush=True)
     try:
-        return subprocess.call(command, cwd=root)
+        return subprocess.call(command, cwd=root, env=env)
     except KeyboardInterrupt:
         return 0
 
@@ -115,13 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     progress = commands.add_parser("progress", help="your scores per lesson and what is left")
     grading.add_progress_arguments(progress)
     progress.set_defaults(handler=grading.run_progress)
+
+    from llmcourse.serve import server as serving  # light: the model loads only when serving
+
+    serve = commands.add_parser("serve", help="OpenAI-compatible HTTP server (127.0.0.1)")
+    serving.add_serve_arguments(serve)
+    serve.set_defaults(handler=serving.run_server)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `llmcourse lab --ServerApp.port_retries=0` hands JupyterLab's own options over; every other
+    # command rejects options it does not know.
+    args, unknown = parser.parse_known_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
+    if unknown:
+        if handler is not cmd_lab:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.jupyter_args = [*unknown, *args.jupyter_args]
     if handler is None:
         parser.print_help()
         return 2

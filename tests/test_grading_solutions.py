@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from grading_fixtures.notebooks import LESSON_99, ROOT, SOLUTION_99
 
-from llmcourse.grading.grade import GradeOptions, NotebookGrade, grade_notebooks
+from llmcourse.grading.grade import LESSON_PREFIX, GradeOptions, NotebookGrade, grade_notebooks
 from llmcourse.grading.runner import NOT_RUN, TIMED_OUT
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -35,7 +35,7 @@ def record_time(grade: NotebookGrade) -> None:
 
 
 def grade_pair(solution: Path, exercise: Path, exercise_files: tuple[str, ...] = ()) -> None:
-    lesson = solution.name[:2]
+    lesson = LESSON_PREFIX.match(solution.name).group(1)  # "03", "10b"
     options = GradeOptions(exercise_files=exercise_files)
     solved, blank = grade_notebooks([(solution, lesson), (exercise, lesson)], options)
     for grade in (solved, blank):

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXERCISE_ID = re.compile(r"^(\d\d)\.([a-z0-9_]+)$")
+# A lesson is two digits, optionally followed by one letter for a follow-up lesson ("10b").
+LESSON_ID = r"\d\d[a-z]?"
+EXERCISE_ID = re.compile(rf"^({LESSON_ID})\.([a-z0-9_]+)$")
 EXTRA_EXERCISES_ENV = "LLMCOURSE_EXTRA_EXERCISES"
 
 
@@ -63,7 +65,8 @@ def exercise_test(
     """Register a test of ``exercise`` (``"NN.slug"``) worth ``points``, with a hint."""
     if not EXERCISE_ID.match(exercise):
         raise ValueError(
-            f"Exercise ids look like '03.rmsnorm' (two digits, dot, slug); got {exercise!r}."
+            f"Exercise ids look like '03.rmsnorm' or '10b.ece' (lesson, dot, slug); got "
+            f"{exercise!r}."
         )
     if points <= 0:
         raise ValueError(f"points must be positive, got {points}.")
@@ -82,7 +85,7 @@ def exercise_test(
 def tests_for(selector: str) -> list[ExerciseTest]:
     """Tests of one exercise (``"03.rmsnorm"``) or of a whole lesson (``"03"``), in file order."""
     lesson = selector.split(".")[0]
-    if not re.fullmatch(r"\d\d", lesson):
+    if not re.fullmatch(LESSON_ID, lesson):
         raise ValueError(
             f"Use an exercise id such as '03.rmsnorm' or a lesson such as '03', not {selector!r}."
         )
@@ -111,7 +114,7 @@ def graded_lessons() -> list[str]:
     found = {
         name.removeprefix("lesson_")
         for _, name, _ in pkgutil.iter_modules(exercises.__path__)
-        if re.fullmatch(r"lesson_\d\d", name)
+        if re.fullmatch(rf"lesson_{LESSON_ID}", name)
     }
     _load_extra_exercises()
     found.update(key.split(".")[0] for key in _REGISTRY)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmcourse.grading.api import EXTRA_EXERCISES_ENV, load_exercise_file, tests_for
+from llmcourse.grading.api import EXTRA_EXERCISES_ENV, LESSON_ID, load_exercise_file, tests_for
 from llmcourse.grading.processes import kill_tree
 from llmcourse.grading.runner import (
     GRADING_ENV,
@@ -34,7 +34,7 @@ from llmcourse.grading.runner import (
     exercise_scores,
 )
 
-LESSON_PREFIX = re.compile(r"^(\d\d)_")
+LESSON_PREFIX = re.compile(rf"^({LESSON_ID})_")
 GRADER_STARTUP_S = 30.0  # on top of the tests' own limits: importing torch and the references
 WORKER_SLACK_S = 120.0  # kernel starts and shutdowns, beyond every limit the worker enforces
 
@@ -115,8 +115,10 @@ def find_notebooks(
     A notebook named on the command line must be gradable (else ``UsageError``); one found in a
     folder without a lesson prefix, or of a lesson without exercises, is skipped with a warning.
     """
-    if lesson is not None and not re.fullmatch(r"\d\d", lesson):
-        raise UsageError(f"--lesson takes two digits such as 03, not {lesson!r}.")
+    if lesson is not None and not re.fullmatch(LESSON_ID, lesson):
+        raise UsageError(
+            f"--lesson takes two digits such as 03 (and a letter, as in 10b), not {lesson!r}."
+        )
     found: list[tuple[Path, str]] = []
     for name in paths:
         path = Path(name)

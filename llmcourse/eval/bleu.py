@@ -1,14 +1,7 @@
-"""Evaluating language models: perplexity, and BLEU for generated text (at the end of the file).
+"""BLEU (Papineni et al. 2002): n-gram overlap of generated text with reference translations.
 
-    PPL = exp( -(1/N) Σ_t log p(x_t | x_<t) )
-
-the exponentiated average negative log-likelihood per token: a model as unsure as a uniform
-choice among ``k`` tokens has perplexity ``k``. It depends on the tokenizer (fewer, longer
-tokens give a higher per-token perplexity), so compare models only on the same tokens.
-Text longer than the context is scored in windows of ``block_size`` tokens; with
-``stride < block_size`` the windows overlap and each token is scored once, with at least
-``block_size - stride`` tokens of context before it ("sliding window" perplexity). With
-non-overlapping windows the first token of each window has no context and is not scored.
+Matches ``sacrebleu`` (Post 2018, "A Call for Clarity in Reporting BLEU Scores") exactly: the
+same 13a tokenisation, clipping, brevity penalty and smoothing (tests compare the two).
 """
 
 from __future__ import annotations
@@ -18,89 +11,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-
-
-@torch.inference_mode()
-def perplexity(
-    model: torch.nn.Module,
-    ids: torch.Tensor,
-    block_size: int | None = None,
-    stride: int | None = None,
-) -> float:
-    """Perplexity of ``model`` on token ids ``(seq,)`` or ``(1, seq)``.
-
-    ``model(x)`` must return logits ``(1, len, vocab)`` (or an object with ``.logits``).
-    ``block_size`` defaults to the model's context length (``model.config.context_length``);
-    ``stride`` to ``block_size`` (no overlap).
-    """
-    if ids.dim() == 2 and ids.shape[0] == 1:
-        ids = ids[0]
-    if ids.dim() != 1 or ids.is_floating_point():
-        raise ValueError(
-            f"ids must be integer token ids (seq,) or (1, seq), got {tuple(ids.shape)}."
-        )
-    if ids.numel() < 2:
-        raise ValueError(
-            "Perplexity needs at least two tokens (one to predict from, one to score)."
-        )
-    if block_size is None:
-        block_size = model.config.context_length
-    stride = block_size if stride is None else stride
-    if not 0 < stride <= block_size or block_size < 2:
-        raise ValueError(
-            f"Need 0 < stride <= block_size and block_size >= 2, got {stride}, {block_size}."
-        )
-    total_nll, count, scored = 0.0, 0, 1  # the first token has nothing to be predicted from
-    for begin in range(0, ids.numel() - 1, stride):
-        end = min(begin + block_size, ids.numel())
-        first = max(scored, begin + 1)  # earlier targets were scored by an earlier window
-        out = model(ids[begin:end][None])
-        logits = out if isinstance(out, torch.Tensor) else out.logits
-        total_nll += float(
-            F.cross_entropy(
-                logits[0, first - begin - 1 : end - begin - 1].float(),
-                ids[first:end],
-                reduction="sum",
-            )
-        )
-        count += end - first
-        scored = end
-        if end == ids.numel():
-            break
-    return math.exp(total_nll / count)
-
-
-def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """log P(x_t | x_<t) of every token but the first, from one forward pass.
-
-    The chain rule, log P(x_1..x_T) = Σ_t log P(x_t | x_<t), needs one factor per token; the
-    logits at position t-1 give the distribution of token t. ``logits`` ``(..., seq, vocab)``
-    and ``ids`` ``(..., seq)`` → ``(..., seq - 1)``; sum them for the sequence's log-probability
-    (given its first token).
-    """
-    if logits.shape[:-1] != ids.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} must be ids {tuple(ids.shape)} plus a vocabulary axis."
-        )
-    log_probs = torch.log_softmax(logits[..., :-1, :].float(), dim=-1)
-    return log_probs.gather(-1, ids[..., 1:, None]).squeeze(-1)
-
-
-def perplexity_from_log_probs(log_probs: torch.Tensor) -> float:
-    """exp(-mean log-probability): the perplexity of the tokens these log-probabilities score."""
-    if log_probs.numel() == 0:
-        raise ValueError(
-            "Perplexity of zero tokens is undefined; pass at least one log-probability."
-        )
-    return math.exp(-float(log_probs.detach().double().mean()))
-
-
-# --------------------------------------------------------------------------------------------
-# BLEU
-# --------------------------------------------------------------------------------------------
 
 # mteval-v13a tokenisation (the WMT standard, sacrebleu's default "13a"): split off ASCII
 # punctuation except ' - . , ; split . and , unless they sit between digits; split a dash after

@@ -1,0 +1,81 @@
+"""Evaluating language models: likelihood, generated text, classification, calibration, speed.
+
+- ``perplexity``, ``bits_per_byte`` (sliding window over long text), ``token_log_probs``;
+- ``bleu`` (sacrebleu's conventions) and ``rouge_l`` (rouge-score's), for generated text;
+- ``accuracy``, ``precision_recall_f1``, ``f1_score`` for labels;
+- ``expected_calibration_error`` and ``reliability_diagram``;
+- ``score_multiple_choice`` in the MMLU format, on ``play_questions`` written from our corpus;
+- ``perturb`` and ``robustness_report``: accuracy under typos, casing and whitespace noise;
+- ``percentile``, ``summarize_latencies``, ``time_stream``: time to first token, tokens/s,
+  p50/p95.
+"""
+
+from llmcourse.eval.bleu import BLEUResult, bleu, tokenize_13a
+from llmcourse.eval.calibration import (
+    ReliabilityDiagram,
+    expected_calibration_error,
+    reliability_diagram,
+)
+from llmcourse.eval.classification import accuracy, f1_score, precision_recall_f1
+from llmcourse.eval.latency import (
+    LatencySummary,
+    StreamTiming,
+    percentile,
+    summarize_latencies,
+    time_stream,
+)
+from llmcourse.eval.multiple_choice import (
+    PLAY_TITLES,
+    MCQuestion,
+    MCResult,
+    format_mmlu,
+    letter_token_ids,
+    play_questions,
+    score_multiple_choice,
+)
+from llmcourse.eval.perplexity import (
+    bits_per_byte,
+    perplexity,
+    perplexity_from_log_probs,
+    sliding_window_nll,
+    token_log_probs,
+)
+from llmcourse.eval.robustness import PERTURBATIONS, perturb, robustness_report
+from llmcourse.eval.rouge import RougeScore, corpus_rouge_l, lcs_length, rouge_l, rouge_tokenize
+
+__all__ = [
+    "PERTURBATIONS",
+    "PLAY_TITLES",
+    "BLEUResult",
+    "LatencySummary",
+    "MCQuestion",
+    "MCResult",
+    "ReliabilityDiagram",
+    "RougeScore",
+    "StreamTiming",
+    "accuracy",
+    "bits_per_byte",
+    "bleu",
+    "corpus_rouge_l",
+    "expected_calibration_error",
+    "f1_score",
+    "format_mmlu",
+    "lcs_length",
+    "letter_token_ids",
+    "percentile",
+    "perplexity",
+    "perplexity_from_log_probs",
+    "perturb",
+    "play_questions",
+    "precision_recall_f1",
+    "reliability_diagram",
+    "robustness_report",
+    "rouge_l",
+    "rouge_tokenize",
+    "score_multiple_choice",
+    "sliding_window_nll",
+    "summarize_latencies",
+    "time_stream",
+    "token_log_probs",
+    "tokenize_13a",
+]

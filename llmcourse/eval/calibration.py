@@ -1,0 +1,105 @@
+"""Calibration: does a model that says "80% sure" get 80% of those answers right?
+
+Group predictions into ``M`` equal-width bins by confidence. In bin ``B_m`` compare the mean
+confidence ``conf(B_m)`` with the fraction answered correctly ``acc(B_m)``:
+
+    ECE = Σ_m (|B_m| / n) · |acc(B_m) − conf(B_m)|
+
+the **expected calibration error** (Naeini, Cooper & Hauskrecht 2015; Guo et al. 2017, "On
+Calibration of Modern Neural Networks", eq. 3, 15 bins). 0 is perfectly calibrated. A
+**reliability diagram** plots ``acc(B_m)`` against ``conf(B_m)``: bars under the diagonal are
+over-confident bins. Bins are ``(lo, hi]`` (the first includes 0), as in Guo et al.'s code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReliabilityDiagram:
+    """Per-bin statistics: ``edges`` ``(M+1,)``; ``confidence``, ``accuracy`` (NaN for empty
+    bins) and ``count`` ``(M,)``."""
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        """Expected calibration error from these bins."""
+        filled = self.count > 0
+        weights = self.count[filled] / self.count.sum()
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float((weights * gaps).sum())
+
+    def plot(self, ax: Any = None, title: str = "Reliability diagram") -> Any:
+        """Bars of accuracy per confidence bin next to the diagonal of perfect calibration."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(4.5, 4.5))
+        width = np.diff(self.edges)
+        filled = self.count > 0
+        ax.bar(
+            self.edges[:-1][filled],
+            self.accuracy[filled],
+            width=width[filled],
+            align="edge",
+            edgecolor="black",
+            label="accuracy in bin",
+        )
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (probability of the chosen answer)",
+            ylabel="accuracy (fraction correct)",
+            title=f"{title} (ECE = {self.ece:.3f})",
+        )
+        ax.legend(loc="upper left")
+        return ax
+
+
+def _as_arrays(confidences: Sequence[float], correct: Sequence[bool]) -> tuple:
+    conf = np.asarray(confidences, dtype=np.float64)
+    hits = np.asarray(correct, dtype=np.float64)
+    if conf.ndim != 1 or conf.shape != hits.shape:
+        raise ValueError(
+            f"confidences and correct must be 1-D and equally long, got shapes {conf.shape} "
+            f"and {hits.shape}."
+        )
+    if conf.size == 0:
+        raise ValueError("Calibration of zero predictions is undefined; pass at least one.")
+    if np.any((conf < 0) | (conf > 1)) or np.isnan(conf).any():
+        raise ValueError("confidences are probabilities: every value must lie in [0, 1].")
+    return conf, hits
+
+
+def reliability_diagram(
+    confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 15
+) -> ReliabilityDiagram:
+    """Bin predictions by confidence (``n_bins`` equal-width bins over [0, 1])."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}.")
+    conf, hits = _as_arrays(confidences, correct)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # Bin m holds (edges[m], edges[m+1]]; a confidence of exactly 0 goes to the first bin.
+    index = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore"):
+        mean_conf = np.bincount(index, weights=conf, minlength=n_bins) / count
+        mean_acc = np.bincount(index, weights=hits, minlength=n_bins) / count
+    return ReliabilityDiagram(edges, mean_conf, mean_acc, count)
+
+
+def expected_calibration_error(
+    confidences: Sequence[float], correct: Sequence[bool], n_bins: int = 15
+) -> float:
+    """ECE (see the module docstring): ``confidences`` in [0, 1], ``correct`` booleans."""
+    return reliability_diagram(confidences, correct, n_bins).ece

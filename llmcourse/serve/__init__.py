@@ -1,0 +1,65 @@
+"""``llmcourse serve``: an OpenAI-compatible HTTP server with continuous batching.
+
+- ``BatchingEngine`` (``engine.py``): the scheduler loop over ``infer``'s prefill/decode steps;
+- ``create_app`` (``app.py``): FastAPI routes, limits, API key, server-sent events;
+- ``Metrics`` (``metrics.py``): what ``/metrics`` reports;
+- ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model;
+- ``run_server`` (``server.py``): bind 127.0.0.1, print the address, run uvicorn;
+- ``ServerProcess`` (``process.py``): the server as a child process that is sure to stop.
+
+Names load on first use (PEP 562), so the CLI can read ``serve``'s options without importing
+torch or FastAPI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BatchingEngine": "engine",
+    "GenerationRequest": "engine",
+    "SamplingParams": "engine",
+    "StreamEvent": "engine",
+    "ServerSettings": "app",
+    "create_app": "app",
+    "Metrics": "metrics",
+    "HFTextCodec": "models",
+    "load_served_model": "models",
+    "tiny_model": "models",
+    "run_server": "server",
+    "ServerProcess": "process",
+}
+__all__ = [
+    "BatchingEngine",
+    "GenerationRequest",
+    "HFTextCodec",
+    "Metrics",
+    "SamplingParams",
+    "ServerProcess",
+    "ServerSettings",
+    "StreamEvent",
+    "create_app",
+    "load_served_model",
+    "run_server",
+    "tiny_model",
+]
+
+if TYPE_CHECKING:
+    from llmcourse.serve.app import ServerSettings, create_app
+    from llmcourse.serve.engine import (
+        BatchingEngine,
+        GenerationRequest,
+        SamplingParams,
+        StreamEvent,
+    )
+    from llmcourse.serve.metrics import Metrics
+    from llmcourse.serve.models import HFTextCodec, load_served_model, tiny_model
+    from llmcourse.serve.process import ServerProcess
+    from llmcourse.serve.server import run_server
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'llmcourse.serve' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"llmcourse.serve.{_EXPORTS[name]}"), name)

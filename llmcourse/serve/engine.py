@@ -1,0 +1,303 @@
+"""Continuous batching: one scheduler loop that serves many generation requests at once.
+
+A decode step of a small model on a CPU (or any model on a GPU) is bound by reading the
+weights, not by arithmetic: feeding 8 sequences costs little more than feeding 1. A server that
+runs requests one after another wastes that. **Continuous batching** (Yu et al. 2022, Orca,
+"iteration-level scheduling") keeps one batch of active sequences and, at every step,
+
+1. admits waiting requests (up to ``max_batch_size``): their prompts are prefilled together
+   (left-padded) and merged into the running batch (``infer.merge_states``);
+2. picks one token per row with that request's own sampling settings;
+3. sends each request its new text and retires rows that hit a stop token, a stop string,
+   ``max_tokens`` or a cancellation (``infer.select_rows``);
+4. runs one batched ``decode_step`` for the rows left.
+
+So a request never waits for another to finish: it joins between two steps. The loop runs in
+its own thread (PyTorch releases the GIL inside kernels, so the HTTP server stays responsive),
+and talks to callers only through ``GenerationRequest.on_event``. With ``max_batch_size=1`` the
+same loop serves requests one at a time: the baseline the load test compares against.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from llmcourse.infer.decoding import DecodeState, decode_step, merge_states, prefill, select_rows
+from llmcourse.infer.sampling import next_token
+from llmcourse.serve.metrics import Metrics
+
+
+class TextCodec(Protocol):
+    """What the engine needs from a tokenizer."""
+
+    stop_ids: frozenset[int]
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request decoding settings (validated by the HTTP layer)."""
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """New text for one request; the last event has ``finish_reason`` set.
+
+    ``finish_reason``: ``"stop"`` (stop token or string), ``"length"`` (``max_tokens``),
+    ``"cancelled"`` or ``"error"`` (then ``error`` says what went wrong).
+    """
+
+    text: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+_ids = itertools.count()
+
+
+@dataclass(eq=False)
+class GenerationRequest:
+    """One prompt on its way through the engine. ``on_event`` is called from the engine thread."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    on_event: Callable[[StreamEvent], None]
+    id: int = field(default_factory=lambda: next(_ids))
+    generated: list[int] = field(default_factory=list)
+    sent_chars: int = 0  # how much of the decoded text has gone out
+    done: bool = False
+    generator: torch.Generator | None = None
+    _cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if self.params.seed is not None:
+            self.generator = torch.Generator().manual_seed(self.params.seed)
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this request at its next step (a client went away)."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
+class BatchingEngine:
+    """The scheduler loop (see the module docstring). ``start()``, ``submit()``, ``stop()``."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        codec: TextCodec,
+        max_batch_size: int = 8,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+            raise TypeError(f"max_batch_size must be an int, got {max_batch_size!r}.")
+        if max_batch_size < 1:
+            raise ValueError(
+                f"max_batch_size must be >= 1 (1 turns batching off), got {max_batch_size}."
+            )
+        self.model = model.eval()
+        self.codec = codec
+        self.max_batch_size = max_batch_size
+        self.metrics = metrics or Metrics()
+        self._queue: queue.Queue[GenerationRequest] = queue.Queue()
+        self._active: list[GenerationRequest] = []
+        self._state: DecodeState | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> BatchingEngine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="llmcourse-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the current step, cancel everything else and end the thread."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, request: GenerationRequest) -> GenerationRequest:
+        """Queue ``request``; it joins the batch between two decode steps."""
+        if self._stopping.is_set():
+            raise RuntimeError("The engine is stopped; start a new one.")
+        if not request.prompt_ids:
+            raise ValueError("The prompt has no tokens; give at least one.")
+        self._queue.put(request)
+        return request
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while not self._stopping.is_set():
+                try:
+                    self._step()
+                except Exception as error:  # a bad step fails its requests, never the server
+                    self._fail_all(f"{type(error).__name__}: {error}")
+        self._fail_all("the server is shutting down", reason="cancelled")
+        while not self._queue.empty():
+            self._finish(self._queue.get_nowait(), "cancelled")
+
+    def _admit(self) -> list[GenerationRequest]:
+        new: list[GenerationRequest] = []
+        while len(self._active) + len(new) < self.max_batch_size:
+            idle = not self._active and not new
+            try:  # block briefly only when there is nothing else to do
+                request = self._queue.get(timeout=0.05) if idle else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request.cancelled:
+                self._finish(request, "cancelled")
+            else:
+                new.append(request)
+        return new
+
+    def _step(self) -> None:
+        new = self._admit()
+        if new:
+            self._prefill(new)
+        self._drop([r for r in self._active if r.cancelled], "cancelled")
+        if not self._active:
+            return
+        assert self._state is not None
+        tokens = [self._sample(i, r) for i, r in enumerate(self._active)]
+        finished = [r for r, t in zip(self._active, tokens, strict=True) if self._emit(r, t)]
+        keep = [i for i, r in enumerate(self._active) if not r.done]
+        if finished:
+            self._remove(keep)
+        if self._active:
+            column = torch.tensor([tokens[i] for i in keep], dtype=torch.long)
+            self.metrics.record_step(len(self._active))
+            self._state = decode_step(self.model, self._state, column)
+
+    def _prefill(self, requests: list[GenerationRequest]) -> None:
+        """Prefill ``requests`` in one forward (left-padded) and merge them into the batch."""
+        ids, mask = pad_left([r.prompt_ids for r in requests])
+        state = prefill(self.model, ids, mask)
+        self.metrics.record_prefill(len(requests), sum(len(r.prompt_ids) for r in requests))
+        self._state = state if self._state is None else merge_states([self._state, state])
+        self._active.extend(requests)
+
+    def _sample(self, row: int, request: GenerationRequest) -> int:
+        p = request.params
+        assert self._state is not None
+        token = next_token(
+            self._state.logits[row : row + 1],
+            temperature=p.temperature,
+            top_p=p.top_p,
+            generator=request.generator,
+        )
+        return int(token)
+
+    def _emit(self, request: GenerationRequest, token: int) -> bool:
+        """Send the text ``token`` completes; return True when the request is finished."""
+        if token in self.codec.stop_ids:
+            self._finish(request, "stop")
+            return True
+        request.generated.append(token)
+        text = self.codec.decode(request.generated)
+        stops = [
+            i
+            for i in (
+                text.find(s, max(request.sent_chars - len(s), 0)) for s in request.params.stop
+            )
+            if i >= 0
+        ]
+        if stops:
+            self._send(request, text[: min(stops)])
+            self._finish(request, "stop")
+            return True
+        if len(request.generated) >= request.params.max_tokens:
+            self._send(request, text)
+            self._finish(request, "length")
+            return True
+        # Hold back what could still become a stop string, and a half-decoded UTF-8 character.
+        safe = len(text) - max((len(s) - 1 for s in request.params.stop), default=0)
+        if text.endswith("\ufffd"):
+            safe = min(safe, len(text) - 1)
+        self._send(request, text[:safe])
+        return False
+
+    def _send(self, request: GenerationRequest, text: str) -> None:
+        if len(text) > request.sent_chars:
+            delta = text[request.sent_chars :]
+            request.sent_chars = len(text)
+            request.on_event(StreamEvent(delta, completion_tokens=len(request.generated)))
+
+    def _finish(self, request: GenerationRequest, reason: str, error: str | None = None) -> None:
+        if request.done:
+            return
+        request.done = True
+        self.metrics.record_finish(reason, len(request.generated))
+        request.on_event(StreamEvent("", reason, len(request.generated), error))
+
+    def _drop(self, requests: list[GenerationRequest], reason: str) -> None:
+        if requests:
+            for r in requests:
+                self._finish(r, reason)
+            self._remove([i for i, r in enumerate(self._active) if not r.done])
+
+    def _remove(self, keep: list[int]) -> None:
+        """Keep only rows ``keep`` of the batch, and cut left padding no row needs any more."""
+        self._active = [self._active[i] for i in keep]
+        if not keep:
+            self._state = None
+            return
+        assert self._state is not None
+        state = select_rows(self._state, keep)
+        if state.attention_mask is not None:
+            # Rows that joined late were left-padded to the longest row; once that row has
+            # gone, leading columns that are padding in every row only cost time and memory.
+            first = int(state.attention_mask.any(dim=0).int().argmax())
+            if first > 0:
+                state.tokens = state.tokens[:, first:]
+                state.attention_mask = state.attention_mask[:, first:]
+                state.cache.keys = [k[:, :, first:] for k in state.cache.keys]
+                state.cache.values = [v[:, :, first:] for v in state.cache.values]
+            if bool(state.attention_mask.all()):
+                state.attention_mask = None
+        self._state = state
+
+    def _fail_all(self, message: str, reason: str = "error") -> None:
+        for r in self._active:
+            self._finish(r, reason, message if reason == "error" else None)
+        self._active, self._state = [], None
+
+
+def pad_left(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists → left-padded ``(batch, width)`` ids and their attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.stack([F.pad(torch.tensor(r, dtype=torch.long), (width - len(r), 0)) for r in rows])
+    mask = torch.stack(
+        [F.pad(torch.ones(len(r), dtype=torch.long), (width - len(r), 0)) for r in rows]
+    )
+    return ids, mask

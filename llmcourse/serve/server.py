@@ -1,0 +1,135 @@
+"""Run the server: load the model, bind a socket on loopback, print where it listens, serve.
+
+The socket is bound here, before uvicorn starts, so ``--port 0`` picks a free port and the
+printed line (``llmcourse serve: listening on http://127.0.0.1:PORT``) names the real one: tests
+and the lesson read it instead of guessing a port that another process might take first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``llmcourse serve``."""
+    parser.add_argument(
+        "--model",
+        default="smollm2",
+        choices=("smollm2", "tiny"),
+        help="what to serve (tiny: a random 2-layer model for testing the server)",
+    )
+    parser.add_argument(
+        "--quantize", choices=("int8", "int4"), help="quantize linear layers (llmcourse.quant)"
+    )
+    parser.add_argument(
+        "--host", default=LOOPBACK, help="address to bind (default: 127.0.0.1, this machine only)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port (0: any free port, printed at start)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("LLMCOURSE_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $LLMCOURSE_API_KEY, else none)",
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=8, help="sequences decoded together (1: no batching)"
+    )
+    parser.add_argument("--max-prompt-tokens", type=int, default=1024)
+    parser.add_argument("--max-tokens", type=int, default=256, help="cap on max_tokens per request")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=64, help="requests in flight before 429"
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """``llmcourse serve``: returns the exit status."""
+    import uvicorn
+
+    from llmcourse.serve.app import ServerSettings, create_app
+    from llmcourse.serve.engine import BatchingEngine
+    from llmcourse.serve.models import load_served_model
+
+    for name in (
+        "max_batch_size",
+        "max_prompt_tokens",
+        "max_tokens",
+        "max_concurrency",
+        "max_body_bytes",
+    ):
+        if getattr(args, name) < 1:
+            print(f"--{name.replace('_', '-')} must be at least 1.", file=sys.stderr)
+            return 2
+    if not _is_loopback(args.host) and args.api_key is None:
+        print(
+            f"[llmcourse] warning: serving on {args.host} without --api-key: anyone who can "
+            "reach it can use it.",
+            file=sys.stderr,
+        )
+    model, codec = load_served_model(args.model, args.quantize)
+    name = model.config.name + (f"-{args.quantize}" if args.quantize else "")
+    settings = ServerSettings(
+        model_name=name,
+        api_key=args.api_key,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_tokens_limit=args.max_tokens,
+        max_concurrency=args.max_concurrency,
+        max_body_bytes=args.max_body_bytes,
+    )
+    engine = BatchingEngine(model, codec, max_batch_size=args.max_batch_size)
+    app = create_app(engine, codec, settings)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as error:
+        print(
+            f"Cannot bind {args.host}:{args.port}: {error}. Pick another --port (0: any free one).",
+            file=sys.stderr,
+        )
+        return 1
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(
+        f"llmcourse serve: listening on http://{host}:{port} "
+        f"(model {name}, batch {args.max_batch_size})",
+        flush=True,
+    )
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    parent = os.environ.get("LLMCOURSE_SERVE_PARENT_PID")
+    if parent and parent.isdigit():
+        threading.Thread(target=_exit_with, args=(int(parent), server), daemon=True).start()
+    server.run(sockets=[sock])
+    return 0
+
+
+def _exit_with(parent_pid: int, server: Any) -> None:
+    """Ask uvicorn to shut down once ``parent_pid`` has exited (see ``ServerProcess``)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent_pid, 0)  # signal 0: only checks that the process exists
+        except ProcessLookupError:
+            server.should_exit = True
+            return
+        except PermissionError:  # it exists, owned by someone else
+            continue
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
