@@ -20,10 +20,9 @@ from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.norms import make_norm
 from llmcourse.nn.positional import (
-    LearnedPositionalEmbedding,
     RelativePositionBias,
     RotaryEmbedding,
-    SinusoidalPositionalEmbedding,
+    absolute_position_embedding,
 )
 
 
@@ -43,13 +42,12 @@ class DecoderLM(LanguageModel):
             )
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        if config.position == "learned":
-            self.embed_positions = LearnedPositionalEmbedding(config.context_length, config.d_model)
-        elif config.position == "sinusoidal":
-            self.embed_positions = SinusoidalPositionalEmbedding(
-                config.context_length, config.d_model
-            )
-        elif config.position == "rope":
+        positions = absolute_position_embedding(
+            config.position, config.context_length, config.d_model
+        )
+        if positions is not None:
+            self.embed_positions = positions
+        if config.position == "rope":
             self.rotary = RotaryEmbedding(config.head_size, config.rope_theta)
         elif config.position == "relative":
             self.relative_bias = RelativePositionBias(

@@ -21,7 +21,7 @@ from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.feedforward import ACTIVATIONS
 from llmcourse.nn.norms import make_norm
-from llmcourse.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEmbedding
+from llmcourse.nn.positional import absolute_position_embedding
 
 
 class MaskedLMHead(nn.Module):
@@ -58,12 +58,11 @@ class EncoderLM(LanguageModel):
         super().__init__(config)
         norm_args = (config.norm, config.d_model, config.norm_eps, config.has_norm_bias)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        if config.position == "learned":
-            self.embed_positions = LearnedPositionalEmbedding(config.context_length, config.d_model)
-        elif config.position == "sinusoidal":
-            self.embed_positions = SinusoidalPositionalEmbedding(
-                config.context_length, config.d_model
-            )
+        positions = absolute_position_embedding(
+            config.position, config.context_length, config.d_model
+        )
+        if positions is not None:
+            self.embed_positions = positions
         if config.type_vocab_size:
             self.embed_token_types = nn.Embedding(config.type_vocab_size, config.d_model)
         self.embed_norm = make_norm(*norm_args) if config.embedding_norm else nn.Identity()

@@ -21,11 +21,7 @@ from llmcourse.config import ModelConfig
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.norms import make_norm
-from llmcourse.nn.positional import (
-    LearnedPositionalEmbedding,
-    RelativePositionBias,
-    SinusoidalPositionalEmbedding,
-)
+from llmcourse.nn.positional import RelativePositionBias, absolute_position_embedding
 
 
 class Stack(nn.Module):
@@ -71,12 +67,11 @@ class Seq2SeqLM(LanguageModel):
             )
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        if config.position == "learned":
-            self.embed_positions = LearnedPositionalEmbedding(config.context_length, config.d_model)
-        elif config.position == "sinusoidal":
-            self.embed_positions = SinusoidalPositionalEmbedding(
-                config.context_length, config.d_model
-            )
+        positions = absolute_position_embedding(
+            config.position, config.context_length, config.d_model
+        )
+        if positions is not None:
+            self.embed_positions = positions
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
         self.encoder = Stack(config, config.n_layer, decoder=False)
         self.decoder = Stack(config, config.decoder_layers, decoder=True)

@@ -59,6 +59,18 @@ class LearnedPositionalEmbedding(nn.Embedding):
         return super().forward(position_ids)
 
 
+def absolute_position_embedding(kind: str, n_positions: int, d_model: int) -> nn.Module | None:
+    """The position table *added* to the token embeddings: ``"learned"`` or ``"sinusoidal"``.
+
+    ``None`` for the schemes that act inside attention instead (RoPE, ALiBi, relative bias).
+    """
+    if kind == "learned":
+        return LearnedPositionalEmbedding(n_positions, d_model)
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEmbedding(n_positions, d_model)
+    return None
+
+
 def _check_length(position_ids: torch.Tensor, n_positions: int, kind: str) -> None:
     if position_ids.numel() and int(position_ids.max()) >= n_positions:
         raise ValueError(

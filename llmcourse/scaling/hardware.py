@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from numbers import Real
+
+from llmcourse.scaling._checks import check_non_negative, check_positive
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
@@ -115,8 +116,8 @@ def flops_per_token(
     attention scores and their use (L layers, H heads of size Q, sequence length T). Leave the
     shape at 0 for the 6N estimate that ``training_flops`` uses.
     """
-    _check_positive(n_params=n_params)
-    _check_non_negative(n_layer=n_layer, n_head=n_head, head_dim=head_dim, seq_len=seq_len)
+    check_positive(n_params=n_params)
+    check_non_negative(n_layer=n_layer, n_head=n_head, head_dim=head_dim, seq_len=seq_len)
     return 6.0 * n_params + 12.0 * n_layer * n_head * head_dim * seq_len
 
 
@@ -127,7 +128,7 @@ def model_flops_utilization(
     accelerator: str | Accelerator = "a100",
 ) -> float:
     """MFU = tokens/s × FLOPs per token / (n_gpus × peak FLOP/s) (Chowdhery et al. 2022, §4.1)."""
-    _check_positive(
+    check_positive(
         tokens_per_second=tokens_per_second, flops_per_token=flops_per_token, n_gpus=n_gpus
     )
     peak = get_accelerator(accelerator).peak_flops
@@ -145,7 +146,7 @@ def training_time(
     Large dense runs reach an MFU of 0.3-0.55: GPT-3 21.3%, Gopher 32.5%, Megatron-Turing NLG
     30.2%, PaLM 46.2% (Chowdhery et al. 2022, Table 3). Divide by ``SECONDS_PER_DAY`` for days.
     """
-    _check_positive(compute_flops=compute_flops, n_gpus=n_gpus)
+    check_positive(compute_flops=compute_flops, n_gpus=n_gpus)
     if not 0.0 < mfu <= 1.0:
         raise ValueError(f"mfu is a fraction of peak throughput in (0, 1], got {mfu!r}.")
     return compute_flops / (n_gpus * get_accelerator(accelerator).peak_flops * mfu)
@@ -153,7 +154,7 @@ def training_time(
 
 def gpu_hours(seconds: float, n_gpus: int) -> float:
     """Accelerator-hours of a run: wall-clock hours × number of accelerators."""
-    _check_positive(seconds=seconds, n_gpus=n_gpus)
+    check_positive(seconds=seconds, n_gpus=n_gpus)
     return seconds * n_gpus / SECONDS_PER_HOUR
 
 
@@ -167,7 +168,7 @@ def training_energy_kwh(accelerator_hours: float, power_watts: float, pue: float
     PUE 1.1 is the value LLaMA's estimate uses for a modern data centre; 1.0 counts the GPUs
     alone.
     """
-    _check_positive(accelerator_hours=accelerator_hours, power_watts=power_watts)
+    check_positive(accelerator_hours=accelerator_hours, power_watts=power_watts)
     if pue < 1.0:
         raise ValueError(f"pue (facility power / IT power) is at least 1, got {pue!r}.")
     return accelerator_hours * power_watts / 1000.0 * pue
@@ -180,21 +181,7 @@ def carbon_tonnes(energy_kwh: float, kg_co2_per_kwh: float = US_AVERAGE_KG_CO2_P
     US average, 0.385; BLOOM was trained on France's nuclear-heavy grid at 0.057 (Luccioni et
     al. 2022). Where a model is trained matters as much as how long.
     """
-    _check_positive(energy_kwh=energy_kwh)
+    check_positive(energy_kwh=energy_kwh)
     if kg_co2_per_kwh < 0:
         raise ValueError(f"kg_co2_per_kwh cannot be negative, got {kg_co2_per_kwh!r}.")
     return energy_kwh * kg_co2_per_kwh / 1000.0
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(f"{name} must be a number, got {value!r}.")
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}.")
-
-
-def _check_non_negative(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-            raise ValueError(f"{name} must be a non-negative number, got {value!r}.")

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmcourse.scaling._checks import check_positive
+
 PF_DAY = 1e15 * 24 * 3600  # FLOPs in one petaflop/s-day (Kaplan et al. 2020, §1.3): 8.64e19
 
 Number = float | np.ndarray
@@ -46,7 +48,7 @@ def training_flops(n_params: Number, n_tokens: Number) -> Number:
     backward pass about twice that. The attention-score term (2·n_layer·n_ctx·d_model per token
     forward) is left out, as both papers do; it matters only when n_ctx ≳ 12·d_model.
     """
-    _check_positive(n_params=n_params, n_tokens=n_tokens)
+    check_positive(n_params=n_params, n_tokens=n_tokens)
     return _same_kind(6.0 * np.asarray(n_params, dtype=float) * np.asarray(n_tokens, dtype=float))
 
 
@@ -68,7 +70,7 @@ class ParametricFit:
 
     def loss(self, n_params: Number, n_tokens: Number) -> Number:
         """Predicted loss in nats per token."""
-        _check_positive(n_params=n_params, n_tokens=n_tokens)
+        check_positive(n_params=n_params, n_tokens=n_tokens)
         n = np.asarray(n_params, dtype=float)
         d = np.asarray(n_tokens, dtype=float)
         return _same_kind(self.E + self.A / n**self.alpha + self.B / d**self.beta)
@@ -94,7 +96,7 @@ class ParametricFit:
         Setting dL/dN = 0 along D = C/(6N) gives αA/N^α = βB/D^β, whose solution is
         N_opt = G·(C/6)^a and D_opt = (C/6)/N_opt = G⁻¹·(C/6)^b. E does not move the optimum.
         """
-        _check_positive(compute_flops=compute_flops)
+        check_positive(compute_flops=compute_flops)
         half_budget = np.asarray(compute_flops, dtype=float) / 6.0
         n_opt = self.G * half_budget**self.a
         return _same_kind(n_opt), _same_kind(half_budget / n_opt)
@@ -157,7 +159,7 @@ def isoflop_curve(compute_flops: float, n_params: Number, fit: str = "chinchilla
     Plotted against log N this is one of Hoffmann et al.'s isoFLOP profiles (Figure 3 and,
     for the parametric fit, Figure 4): a valley whose floor is the compute-optimal size.
     """
-    _check_positive(compute_flops=compute_flops, n_params=n_params)
+    check_positive(compute_flops=compute_flops, n_params=n_params)
     n = np.asarray(n_params, dtype=float)
     return _fit(fit).loss(n, compute_flops / (6.0 * n))
 
@@ -197,7 +199,7 @@ def kaplan_loss(n_params: Number, n_tokens: Number = math.inf) -> Number:
     numbers are nats per token on WebText2 with GPT-2's tokenizer, so they are not comparable
     with Chinchilla's losses on MassiveText.
     """
-    _check_positive(n_params=n_params, n_tokens=n_tokens)
+    check_positive(n_params=n_params, n_tokens=n_tokens)
     k = KAPLAN
     n = np.asarray(n_params, dtype=float)
     d = np.asarray(n_tokens, dtype=float)
@@ -210,7 +212,7 @@ def kaplan_compute_loss(compute_flops: Number) -> Number:
     C_min is non-embedding training compute at a batch size well below the critical one; this
     function takes FLOPs and converts to PF-days.
     """
-    _check_positive(compute_flops=compute_flops)
+    check_positive(compute_flops=compute_flops)
     pf_days = np.asarray(compute_flops, dtype=float) / PF_DAY
     return _same_kind((KAPLAN.C_c_min / pf_days) ** KAPLAN.alpha_C_min)
 
@@ -254,7 +256,7 @@ def compute_optimal(compute_flops: Number, method: str = "chinchilla-1") -> Comp
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-    _check_positive(compute_flops=compute_flops)
+    check_positive(compute_flops=compute_flops)
     c = np.asarray(compute_flops, dtype=float)
     if method == "kaplan":
         n = KAPLAN.optimal_n_coefficient * (c / PF_DAY) ** KAPLAN.optimal_n_exponent
@@ -288,12 +290,3 @@ def _same_kind(value: np.ndarray | float) -> Number:
     """A 0-d result goes back as a Python float, so scalar in means scalar out."""
     array = np.asarray(value, dtype=float)
     return float(array) if array.ndim == 0 else array
-
-
-def _check_positive(**values: Number) -> None:
-    for name, value in values.items():
-        if isinstance(value, (str, bytes)) or value is None:
-            raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}.")
-        array = np.asarray(value, dtype=float)
-        if np.any(np.isnan(array)) or np.any(array <= 0):
-            raise ValueError(f"{name} must be positive, got {value!r}.")

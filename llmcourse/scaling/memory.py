@@ -28,9 +28,9 @@ models with large vocabularies), temporary buffers, fragmentation and the CUDA c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 from llmcourse.config import ModelConfig
+from llmcourse.scaling._checks import check_count, check_positive
 
 BYTES_PER_PARAM = {"weights": 2, "gradients": 2, "optimizer_states": 12}  # ZeRO §3.1, K = 12
 ZERO_STAGES = (0, 1, 2, 3)
@@ -70,8 +70,8 @@ def model_state_bytes(n_params: float, n_gpus: int = 1, zero_stage: int = 0) -> 
     Rajbhandari et al. 2020, Figure 1: 7.5B parameters on 64 GPUs hold 120 GB each with plain
     data parallelism, then 31.4, 16.6 and 1.9 GB with stages 1, 2 and 3.
     """
-    _check_positive(n_params=n_params)
-    _check_count(n_gpus=n_gpus)
+    check_positive(n_params=n_params)
+    check_count(n_gpus=n_gpus)
     if zero_stage not in ZERO_STAGES:
         raise ValueError(f"zero_stage must be one of {ZERO_STAGES}, got {zero_stage!r}.")
     sharded = {
@@ -105,7 +105,7 @@ def activation_bytes_per_layer(
     2·sbh input (the layer being recomputed is transiently alive on top, as Table 2 leaves out).
     Shapes: (seq_len, batch_size, d_model) activations, ``n_head`` attention heads.
     """
-    _check_count(
+    check_count(
         seq_len=seq_len,
         batch_size=batch_size,
         d_model=d_model,
@@ -142,7 +142,7 @@ def training_memory(
     ``batch_size`` is the micro-batch each GPU processes; ``n_gpus`` the data-parallel degree.
     """
     states = model_state_bytes(n_params, n_gpus=n_gpus, zero_stage=zero_stage)
-    _check_count(n_layer=n_layer)
+    check_count(n_layer=n_layer)
     per_layer = activation_bytes_per_layer(
         seq_len, batch_size, d_model, n_head, recompute=recompute
     )
@@ -189,19 +189,3 @@ def training_memory_for_config(
         zero_stage=zero_stage,
         recompute=recompute,
     )
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(f"{name} must be a number, got {value!r}.")
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value!r}.")
-
-
-def _check_count(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, Integral):
-            raise TypeError(f"{name} must be an integer, got {value!r}.")
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value!r}.")
