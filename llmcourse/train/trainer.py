@@ -399,7 +399,9 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
     """Recompute activations in the backward pass (``checkpoint(..., use_reentrant=False)``)."""
     if isinstance(model, LanguageModel):
         model.gradient_checkpointing = True
-    elif hasattr(model, "gradient_checkpointing_enable"):  # transformers models
+    elif hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    elif hasattr(model, "gradient_checkpointing_enable"):  # older transformers
         model.gradient_checkpointing_enable({"use_reentrant": False})
     else:
         raise ValueError(
