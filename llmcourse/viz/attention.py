@@ -131,7 +131,9 @@ class AttentionExplorer:
         self.layer = widgets.IntSlider(0, 0, config.n_layer - 1, description="Layer")
         self.head = widgets.IntSlider(0, 0, config.n_head - 1, description="Head")
         self.mode = widgets.ToggleButtons(options=self.MODES, value=self.MODES[0])
-        self.image = widgets.Image(format="png")
+        # Shown at the size it is drawn: the VBox would otherwise stretch it to the page width,
+        # blurring the token labels (2x on a laptop screen).
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
         self.status = widgets.HTML()
         self.widget = widgets.VBox(
             [self.text, widgets.HBox([self.layer, self.head]), self.mode, self.status, self.image]
@@ -173,7 +175,7 @@ class AttentionExplorer:
         self.head.disabled = self.mode.value != "single head"
         figure.tight_layout()
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80)
+        figure.savefig(buffer, format="png", dpi=100)
         self.image.value = buffer.getvalue()
         self.figure = figure
         self.draw_count += 1

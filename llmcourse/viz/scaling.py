@@ -53,6 +53,9 @@ _LABELS = {
     "kaplan": "Kaplan et al. 2020*",
 }
 _COLOURS = {"chinchilla-1": "C0", "chinchilla-3": "C1", "epoch": "C2", "kaplan": "C3"}
+# Widget HTML gets none of JupyterLab's table styling: without spacing the columns run together
+# ("20.9 1.921" reads as one cell).
+_TABLE = '<table style="border-collapse: separate; border-spacing: 14px 2px; margin-left: -14px">'
 
 
 def published_models() -> list[ModelPoint]:
@@ -110,7 +113,8 @@ class ScalingExplorer:
             options=list(FITS), value=fit, description="isoFLOP fit", layout={"width": "260px"}
         )
         self.table = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        # Shown at the size it is drawn (the VBox would stretch it to the page width, blurred).
+        self.image = widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start"))
         self.models_table = widgets.HTML(_models_html(self.models))
         self.figure = Figure(figsize=(11.5, 4.6), layout="constrained")
         FigureCanvasAgg(self.figure)
@@ -151,7 +155,7 @@ class ScalingExplorer:
         return (
             f"<b>C = {budget:.3g} FLOPs</b> = {budget / PF_DAY:.3g} PF-days ≈ {days:.3g} days on "
             f"{CLUSTER['n_gpus']:,} {accelerator.name} at {CLUSTER['mfu']:.0%} MFU"
-            "<table><tr><th>law</th><th>parameters N</th><th>tokens D</th><th>D/N</th>"
+            f"{_TABLE}<tr><th>law</th><th>parameters N</th><th>tokens D</th><th>D/N</th>"
             f"<th>predicted loss (nats/token)</th></tr>{rows}</table>"
             "<small>* Kaplan's N excludes embeddings and its loss is on WebText2 (eq. 1.3), so "
             "it does not compare with the others. Both Chinchilla rows use the Approach-3 fit "
@@ -251,7 +255,7 @@ def _models_html(models: list[ModelPoint]) -> str:
         for name, n, d in sorted(models, key=lambda model: 6 * model[1] * model[2])
     )
     return (
-        "<b>Models on the plot</b><table><tr><th>model</th><th>parameters N</th>"
+        f"<b>Models on the plot</b>{_TABLE}<tr><th>model</th><th>parameters N</th>"
         f"<th>tokens D</th><th>D/N</th><th>6ND (FLOPs)</th></tr>{rows}</table>"
     )
 
