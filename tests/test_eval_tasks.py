@@ -132,6 +132,11 @@ def test_robustness_report_scores_clean_and_each_perturbation():
     assert seen[0] == [q.question for q in questions]
     assert seen[2] == [q.question.upper() for q in questions]
 
+    seen.clear()
+    report = robustness_report(score, questions, kinds=("case",), rate=1.0, clean=0.5)
+    assert report == {"clean": 0.5, "case": 1.0}
+    assert seen == [[q.question.upper() for q in questions]]  # the clean set is not re-scored
+
 
 def test_bits_per_byte_is_perplexity_in_other_units(model):
     text = "To be, or not to be, that is the question. " * 12

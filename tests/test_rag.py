@@ -16,11 +16,14 @@ from llmcourse.rag import (
     QUESTIONS,
     RAG_TOPICS,
     DenseIndex,
+    answer,
+    answer_batch,
     answer_is_correct,
     bm25_tokenize,
     build_prompt,
     chunk_documents,
     chunk_text,
+    evaluate_answers,
     evaluate_retrieval,
     hit_at_k,
     python_questions,
@@ -145,6 +148,63 @@ def test_answers_are_matched_as_whole_words():
     assert "Context" not in build_prompt("Which?")[1]["content"]
 
 
+class ByteChatTokenizer:
+    """UTF-8 bytes as tokens and 256 as EOS, with a plain-text chat template."""
+
+    eos_token_id = 256
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+    def encode(self, text, add_special_tokens=True):
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids, skip_special_tokens=False):
+        return bytes(i for i in ids.tolist() if i < 256).decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def tiny_chat_model():
+    from llmcourse.config import ModelConfig
+    from llmcourse.models import DecoderLM
+
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=257, context_length=512, d_model=32, n_layer=2, n_head=4)
+    return DecoderLM(config).eval()
+
+
+def test_batched_answers_equal_one_at_a_time(tiny_chat_model):
+    """Left padding with its attention mask must not change any row's greedy reply."""
+    tokenizer = ByteChatTokenizer()
+    conversations = [
+        build_prompt("Which?"),
+        build_prompt("Which statement ends a loop?", ["The break statement ends a loop."]),
+        build_prompt("And which one does nothing at all, when it runs?"),
+    ]
+    alone = [answer(tiny_chat_model, tokenizer, c, max_new_tokens=6) for c in conversations]
+    assert answer_batch(tiny_chat_model, tokenizer, conversations, max_new_tokens=6) == alone
+    assert any(alone)  # the comparison is between real replies, not empty strings
+
+    questions = python_questions("test")[:5]
+    asked = []
+
+    def retrieve(question):
+        asked.append(question)
+        return [DOCS[0]]
+
+    reports = [
+        evaluate_answers(tiny_chat_model, tokenizer, questions, retrieve, 4, batch_size=b)
+        for b in (2, 8)
+    ]
+    assert reports[0].closed_book == reports[1].closed_book
+    assert reports[0].with_context == reports[1].with_context
+    assert asked == [q.question for q in questions] * 2
+    with pytest.raises(ValueError, match="at least one"):
+        answer_batch(tiny_chat_model, tokenizer, [])
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_answers(tiny_chat_model, tokenizer, questions, retrieve, batch_size=0)
+
+
 @pytest.mark.slow
 def test_minilm_retrieves_the_page_that_answers():
     from llmcourse.pretrained import minilm
@@ -164,5 +224,11 @@ def test_smollm2_answers_with_the_passage_in_its_prompt():
 
     model, tokenizer = load_smollm2()
     passage = rag_corpus(("del",))["del"]
-    reply = answer(model, tokenizer, build_prompt(QUESTIONS[11].question, [passage[:700]]))
+    with_passage = build_prompt(QUESTIONS[11].question, [passage[:700]])
+    reply = answer(model, tokenizer, with_passage, max_new_tokens=8)
     assert isinstance(reply, str) and reply and not re.search(r"<\|im_(start|end)\|>", reply)
+    # In a left-padded batch beside a shorter prompt, the reply is the same.
+    replies = answer_batch(
+        model, tokenizer, [build_prompt(QUESTIONS[0].question), with_passage], max_new_tokens=8
+    )
+    assert replies[1] == reply

@@ -58,13 +58,15 @@ def robustness_report(
     kinds: Sequence[Perturbation] = PERTURBATIONS,
     rate: float = 0.2,
     seed: int = 0,
+    clean: float | None = None,
 ) -> dict[str, float]:
     """``{"clean": score(questions), kind: score(perturbed questions), ...}``.
 
     ``score`` maps a list of questions to a number (e.g. accuracy from
-    ``score_multiple_choice``); only each question's text is perturbed.
+    ``score_multiple_choice``); only each question's text is perturbed. ``clean``: the score of
+    the unperturbed questions when you already have it, to skip scoring them again.
     """
-    report = {"clean": score(questions)}
+    report = {"clean": score(questions) if clean is None else clean}
     for kind in kinds:
         noisy = [replace(q, question=perturb(q.question, kind, rate, seed)) for q in questions]
         report[kind] = score(noisy)

@@ -95,16 +95,47 @@ def build_prompt(question: str, context: Sequence[str] = ()) -> list[dict[str, s
 
 
 @torch.inference_mode()
+def answer_batch(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    conversations: Sequence[list[dict[str, str]]],
+    max_new_tokens: int = 16,
+) -> list[str]:
+    """Greedy replies to several chats at once (``tokenizer``: transformers, with a chat template).
+
+    The prompts are left-padded into one batch (``attention_mask`` 0 on the padding), so each
+    decode step reads the weights once for every conversation instead of once per conversation;
+    a row stops at its EOS token.
+    """
+    from llmcourse.infer import generate
+
+    if not conversations:
+        raise ValueError("Give at least one conversation.")
+    prompts = [
+        tokenizer.encode(
+            tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False),
+            add_special_tokens=False,
+        )
+        for m in conversations
+    ]
+    eos = tokenizer.eos_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), eos, dtype=torch.long)
+    mask = torch.zeros(len(prompts), width, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    out = generate(
+        model, ids, max_new_tokens, temperature=0, stop_tokens=[eos], attention_mask=mask
+    )
+    return [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
 def answer(
     model: torch.nn.Module, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int = 16
 ) -> str:
     """The greedy reply to chat ``messages`` (``tokenizer``: transformers, with a chat template)."""
-    from llmcourse.infer import generate
-
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    ids = torch.tensor([tokenizer.encode(text, add_special_tokens=False)])
-    out = generate(model, ids, max_new_tokens, temperature=0, stop_tokens=[tokenizer.eos_token_id])
-    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+    return answer_batch(model, tokenizer, [messages], max_new_tokens)[0]
 
 
 @dataclass(frozen=True)
@@ -140,11 +171,18 @@ def evaluate_answers(
     questions: Sequence[RAGQuestion],
     retrieve: Callable[[str], list[str]],
     max_new_tokens: int = 16,
+    batch_size: int = 8,
 ) -> AnswerReport:
-    """Answer every question closed-book and with ``retrieve(question)`` passages."""
+    """Answer every question closed-book and with ``retrieve(question)`` passages.
+
+    Questions are answered ``batch_size`` at a time (``answer_batch``).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     closed, opened = [], []
-    for q in questions:
-        closed.append(answer(model, tokenizer, build_prompt(q.question), max_new_tokens))
-        context = retrieve(q.question)
-        opened.append(answer(model, tokenizer, build_prompt(q.question, context), max_new_tokens))
+    for start in range(0, len(questions), batch_size):
+        batch = [q.question for q in questions[start : start + batch_size]]
+        closed += answer_batch(model, tokenizer, [build_prompt(q) for q in batch], max_new_tokens)
+        with_context = [build_prompt(q, retrieve(q)) for q in batch]
+        opened += answer_batch(model, tokenizer, with_context, max_new_tokens)
     return AnswerReport(list(questions), closed, opened)
