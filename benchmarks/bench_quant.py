@@ -115,6 +115,10 @@ def main() -> None:
         print(f"{name:26s} {size:7.1f} {low} {mean} {ppl:8.3f} {change:6.2f}% {rate:7.2f}")
         if name == "int4 absmax g64":
             per_layer = sqnrs
+    print(
+        "(int4 min-max g32 is exact here: the shipped weights were stored as GGUF Q4_1, 4-bit\n"
+        " min-max groups of 32, so that grid holds them already; the others round them again.)"
+    )
     print("\nint4 absmax g64, weight SQNR (dB) by projection, mean over the 30 layers:")
     for kind in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
         values = [v for k, v in per_layer.items() if k.endswith(kind)]
