@@ -43,6 +43,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 1
     print("[llmcourse] preparing converted assets in the cache (once; later runs are instant)")
     pretrained.prepare()
+    # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    pretrained_tiny_gpt(verbose=True)
     return 0
 
 

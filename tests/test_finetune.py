@@ -16,7 +16,7 @@ from llmcourse.train import causal_lm_loss, distillation_loss, sft_labels
 from llmcourse.train.distill import causal_distillation_loss, distill
 from llmcourse.train.heads import SequenceClassifier, classification_metrics, train_classifier
 from llmcourse.train.logprobs import sequence_logprobs
-from llmcourse.train.seq2seq import greedy_decode, pair_batch
+from llmcourse.train.seq2seq import greedy_decode, pair_batch, translate_words
 from llmcourse.train.sft import (
     SFTDataset,
     choice_accuracy,
@@ -146,6 +146,31 @@ def test_choice_accuracy_ranks_answers_by_likelihood():
         choice_logprobs(model, TOKENIZER, ALPACA, InstructionExample("Go on.", "", "x"))
 
 
+def test_batched_choice_scores_equal_one_example_at_a_time():
+    """Rows of different lengths share a right-padded batch without changing any score."""
+    model = decoder(seed=3)
+    examples = [
+        *EXAMPLES,
+        InstructionExample("Who?", "A: a much longer line here\n?: ok", "B", "s", "x", ("A", "B")),
+        InstructionExample("Pick.", "", "yes", "s", "x", ("yes", "no", "maybe")),
+    ]
+    one_by_one = [choice_logprobs(model, TOKENIZER, ALPACA, e) for e in examples]
+    expected = sum(
+        e.choices[int(s.argmax())] == e.output for e, s in zip(examples, one_by_one, strict=True)
+    ) / len(examples)
+    for batch_size in (1, 3, 64):
+        assert choice_accuracy(model, TOKENIZER, ALPACA, examples, batch_size) == expected
+    from llmcourse.train.sft import _choice_scores
+
+    for batched, single in zip(
+        _choice_scores(model, TOKENIZER, ALPACA, examples, batch_size=3), one_by_one, strict=True
+    ):
+        torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-5)
+    model.train()
+    choice_accuracy(model, TOKENIZER, ALPACA, examples)
+    assert model.training  # restored after scoring in eval mode
+
+
 # ---- distillation -------------------------------------------------------------------------------
 
 
@@ -265,3 +290,34 @@ def test_greedy_decode_with_cache_matches_full_recomputation():
         pair_batch([[1]], [[1], [2]], 0, 19)
     with pytest.raises(TypeError, match="Seq2SeqLM"):
         greedy_decode(decoder(), batch["input_ids"], None, 3, 0, 19)
+
+
+def test_translate_words_decodes_each_word_on_its_own():
+    tokenizer = CharTokenizer(special_tokens=["<pad>", "<eos>"], eos_token="<eos>").train(
+        "abcdefghij ,."
+    )
+    pad = tokenizer.encode("<pad>")[0]
+    torch.manual_seed(0)
+    config = ModelConfig(
+        architecture="encoder-decoder",
+        vocab_size=tokenizer.vocab_size,
+        context_length=8,
+        d_model=16,
+        n_layer=1,
+        n_head=2,
+        position="sinusoidal",
+        bias=False,
+    )
+    model = Seq2SeqLM(config)
+    lines = ["abc de,", "fgh", ""]
+    out = translate_words(model, tokenizer, lines, pad, max_new_tokens=6, batch_size=2)
+    assert len(out) == 3 and out[2] == ""
+    for line, translated in zip(lines[:2], out, strict=False):
+        alone = []
+        for word in line.split():
+            ids = torch.tensor([tokenizer.encode(word)])
+            decoded = greedy_decode(model, ids, torch.ones_like(ids), 6, pad, tokenizer.eos_id)
+            alone.append(tokenizer.decode(decoded[0]))
+        assert translated == " ".join(alone)
+    with pytest.raises(ValueError, match="eos_token"):  # each word must end
+        translate_words(model, CharTokenizer().train("abcdefghij ,."), lines, pad)

@@ -13,12 +13,16 @@ from llmcourse.data.folio import (
     genre_lines,
     modern_lines,
     skeleton,
+    word_pairs,
 )
 from llmcourse.data.instructions import (
     ALPACA,
     CHATML,
+    EDITIONS,
+    QA,
     InstructionExample,
     chatml,
+    edition_instructions,
     get_template,
     shakespeare_instructions,
     speeches,
@@ -136,3 +140,86 @@ def test_genre_lines_follow_the_folio_catalogue():
     assert len(FOLIO_CATALOGUE) == 36  # the Folio's 35 catalogued plays and Troilus
     with pytest.raises(ValueError, match="genre"):
         genre_lines("val", genres=("romance",))
+
+
+def test_folio_pairs_are_cached_and_unchanged_by_the_cache():
+    first = folio_modern_pairs("val", plays=["macbeth"], max_chars=30)
+    again = folio_modern_pairs("val", plays=["macbeth"], max_chars=30)
+    assert first == again and first is not again  # a fresh list: callers may change it
+    again.clear()
+    assert folio_modern_pairs("val", plays=["macbeth"], max_chars=30) == first
+
+
+def test_word_pairs_come_from_lines_of_equal_length():
+    from llmcourse.data.folio import LinePair
+
+    pairs = [
+        LinePair("When shall we three meet againe?", "When shall we three meet again?", "m", 1.0),
+        LinePair("to morrow, and to morrow", "tomorrow, and tomorrow", "m", 0.9),
+    ]
+    assert word_pairs(pairs) == [
+        ("When", "When"), ("shall", "shall"), ("we", "we"), ("three", "three"),
+        ("meet", "meet"), ("againe?", "again?"),
+    ]  # fmt: skip
+    assert word_pairs(pairs, max_chars=5) == [("When", "When"), ("shall", "shall"), ("we", "we"),
+                                              ("three", "three"), ("meet", "meet")]  # fmt: skip
+    with pytest.raises(ValueError, match="max_chars"):
+        word_pairs(pairs, max_chars=0)
+
+
+# ---- "Folio or modern?" and the compact QA template -------------------------------------------
+
+
+def test_qa_layout_is_short_and_needs_an_instruction():
+    assert get_template("qa") is QA
+    assert QA.format_prompt(EXAMPLE) == "Q: Who speaks this line?\n?: Hail!\nA: "
+    assert QA.format_prompt({"instruction": "Name a play.", "input": ""}) == "Q: Name a play.\nA: "
+    assert QA.format_response("Macbeth") == "Macbeth\n"
+    assert "#" not in QA.prompt + QA.prompt_no_input + QA.response_end
+    with pytest.raises(ValueError, match="instruction"):
+        QA.format_prompt({"input": "?: Hail!"})
+
+
+def test_edition_examples_are_balanced_minimal_pairs():
+    examples = edition_instructions("val", plays=["macbeth"], per_play=40, max_chars=32)
+    assert len(examples) == 80
+    assert sum(e.output == "Folio" for e in examples) == 40
+    assert all(e.choices == EDITIONS and e.task == "edition" for e in examples)
+    assert all(e.play == "macbeth" and len(e.input) <= 32 for e in examples)
+    folio = {e.input for e in examples if e.output == "Folio"}
+    modern = {e.input for e in examples if e.output == "modern"}
+    assert "When shall we three meet againe?" in folio or len(folio) == 40
+    assert not folio & modern  # a spelling difference, never the same line twice
+    # Every kept pair differs in its letters, not only in punctuation or case.
+    pairs = {p.folio: p.modern for p in folio_modern_pairs("val", plays=["macbeth"])}
+    for line in folio:
+        letters = [("".join(c for c in t.lower() if c.isalpha())) for t in (line, pairs[line])]
+        assert letters[0] != letters[1] and pairs[line] in modern
+    assert edition_instructions("val", plays=["macbeth"], per_play=40) == examples  # seeded
+
+
+def test_edition_splits_hold_out_whole_plays_and_fit_the_tiny_gpt():
+    from llmcourse.train.presets import shakespeare_chars
+
+    tokenizer = shakespeare_chars().tokenizer
+    alphabet = tokenizer.decode(list(range(tokenizer.vocab_size)))
+    train = edition_instructions("train", plays=["hamlet", "lear"], per_play=30, alphabet=alphabet)
+    val = edition_instructions("val", per_play=10, alphabet=alphabet, seed=1)
+    assert {e.play for e in val} <= set(VAL_PLAYS) and len({e.play for e in val}) >= 4
+    assert {e.play for e in train} == {"hamlet", "lear"}
+    assert not {e.input for e in train} & {e.input for e in val}
+    for example in train + val:
+        text = QA.format_prompt(example) + QA.format_response(example.output)
+        assert len(tokenizer.encode(text)) <= 64  # the tiny GPT's context
+    narrow = edition_instructions("val", plays=["macbeth"], alphabet=alphabet.replace("'", ""))
+    assert narrow and all("'" not in e.input for e in narrow)
+    assert len(narrow) < len(edition_instructions("val", plays=["macbeth"], alphabet=alphabet))
+
+
+def test_edition_arguments_are_checked():
+    with pytest.raises(ValueError, match="per_play"):
+        edition_instructions("val", per_play=0)
+    with pytest.raises(ValueError, match="max_chars"):
+        edition_instructions("val", max_chars=0)
+    with pytest.raises(ValueError, match="No play"):
+        edition_instructions("val", plays=["hamlet"])

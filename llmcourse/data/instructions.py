@@ -16,11 +16,20 @@ for a held-out play the model never read: it measures knowledge, which SFT does 
 follow ``llmcourse.pretrained.VAL_PLAYS`` (whole plays held out), so no line, speaker or scene
 of a validation play appears in training.
 
+``edition_instructions`` makes a fourth task from the two editions of each play
+(``llmcourse.data.folio``): "Folio or modern?" about one line, printed either as in 1623
+("Ile leaue you") or in modern spelling ("I'll leave you."). The evidence is in the characters
+of the line itself (u for v, doubled letters, capitalised nouns, missing end punctuation), so
+even a small character-level model can learn it from a few hundred examples and be checked on
+plays it never saw; a model that has only read modern spelling starts at chance.
+
 Templates turn an example into text. ``ALPACA`` is the plain "### Instruction / ### Response"
 layout of Alpaca (Taori et al. 2023) without its preamble; ``CHATML`` is the chat markup SmolLM2
 was instruction-tuned with (``<|im_start|>role\\n…<|im_end|>``), identical to its tokenizer's
-``apply_chat_template`` output (tested). The response ends with the template's end marker so a
-fine-tuned model learns to stop.
+``apply_chat_template`` output (tested). ``QA`` is a compact "Q: … A: …" layout for models
+whose context or alphabet cannot hold Alpaca's (the course's tiny GPT reads 64 characters and
+has no ``#``). The response ends with the template's end marker so a fine-tuned model learns
+to stop.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from dataclasses import dataclass, field
 from llmcourse.pretrained import Split, shakespeare_works
 
 TASKS = ("speaker", "continue", "play")
+EDITIONS = ("Folio", "modern")
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
@@ -107,11 +117,17 @@ CHATML = PromptTemplate(
     response_end="<|im_end|>\n",
     defaults={"system": SMOLLM2_SYSTEM},
 )
-TEMPLATES = {template.name: template for template in (ALPACA, CHATML)}
+QA = PromptTemplate(
+    name="qa",
+    prompt="Q: {instruction}\n{input}\nA: ",
+    prompt_no_input="Q: {instruction}\nA: ",
+    response_end="\n",
+)
+TEMPLATES = {template.name: template for template in (ALPACA, CHATML, QA)}
 
 
 def get_template(name: str) -> PromptTemplate:
-    """``"alpaca"`` or ``"chatml"``."""
+    """``"alpaca"``, ``"chatml"`` or ``"qa"``."""
     if name not in TEMPLATES:
         raise ValueError(f"Unknown template {name!r}; choose one of {sorted(TEMPLATES)}.")
     return TEMPLATES[name]
@@ -290,3 +306,53 @@ def _play(name, play, titles, max_chars, rng) -> list[InstructionExample]:
         instruction = f"Which play is this from? Answer {choices[0]} or {choices[1]}."
         out.append(InstructionExample(instruction, line, title, "play", name, choices))
     return out
+
+
+def edition_instructions(
+    split: Split = "train",
+    plays: Sequence[str] | None = None,
+    per_play: int | None = None,
+    max_chars: int = 32,
+    alphabet: str | None = None,
+    instruction: str = "Folio or modern?",
+    seed: int = 0,
+) -> list[InstructionExample]:
+    """ "Folio or modern?" examples: both spellings of aligned lines of ``split``'s plays.
+
+    Lines come from ``llmcourse.data.folio.folio_modern_pairs``; a pair is kept only when its
+    letters differ (a spelling difference, not just punctuation), both lines have at most
+    ``max_chars`` characters, and, with ``alphabet``, use only those characters (a character
+    model's vocabulary). ``per_play`` caps the pairs drawn from each play. Each kept pair gives
+    two examples (the Folio line answered ``"Folio"``, the modern one ``"modern"``), so the
+    classes are balanced and the model sees minimal pairs; the result is shuffled.
+    """
+    from llmcourse.data.folio import folio_modern_pairs
+
+    if per_play is not None and per_play <= 0:
+        raise ValueError(f"per_play must be positive (or None for all pairs), got {per_play}.")
+    if max_chars <= 0:
+        raise ValueError(f"max_chars must be positive, got {max_chars}.")
+    allowed = None if alphabet is None else set(alphabet)
+    rng = random.Random(seed)
+    by_play: dict[str, list] = {}
+    chosen_plays = list(plays) if plays else None
+    for pair in folio_modern_pairs(split, plays=chosen_plays, max_chars=max_chars):
+        if _letters(pair.folio) == _letters(pair.modern):
+            continue
+        if allowed is not None and not set(pair.folio + pair.modern) <= allowed:
+            continue
+        by_play.setdefault(pair.play, []).append(pair)
+    examples = []
+    for play, pairs in by_play.items():
+        chosen = rng.sample(pairs, min(per_play, len(pairs))) if per_play else pairs
+        for pair in chosen:
+            for line, answer in ((pair.folio, EDITIONS[0]), (pair.modern, EDITIONS[1])):
+                examples.append(
+                    InstructionExample(instruction, line, answer, "edition", play, EDITIONS)
+                )
+    rng.shuffle(examples)
+    return examples
+
+
+def _letters(line: str) -> str:
+    return re.sub(r"[^a-z]", "", line.lower())

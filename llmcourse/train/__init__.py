@@ -10,9 +10,10 @@
 
 Fine-tuning and alignment (lessons 08 and 09): ``sft`` (response-only loss, packing, task
 metrics), ``lora`` (low-rank adapters), ``distill`` (soft targets), ``heads`` (classification on
-an encoder), ``seq2seq`` (pairs and greedy decoding), ``preferences`` (a rule-based rater),
-``reward`` (Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses) and ``ppo_trainer``
-(the loop), ``dpo``; ``logprobs`` is what they share.
+an encoder), ``seq2seq`` (pairs and greedy decoding), ``preferences`` (rule-based raters that
+stand in for people), ``reward`` (Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses)
+and ``ppo_trainer`` (the loop), ``dpo``; ``logprobs`` is what they share. ``tiny_gpt`` is the
+base model they start from: the ``presets`` model, pretrained once and cached.
 """
 
 from llmcourse.train.checkpoints import model_from_checkpoint

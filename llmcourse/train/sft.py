@@ -142,7 +142,6 @@ def pack_examples(
     return packed
 
 
-@torch.no_grad()
 def choice_logprobs(
     model: nn.Module,
     tokenizer: Any,
@@ -150,18 +149,7 @@ def choice_logprobs(
     example: InstructionExample,
 ) -> torch.Tensor:
     """``log π(choice + end marker | prompt)`` for each of ``example.choices``: ``(n_choices,)``."""
-    if not example.choices:
-        raise ValueError(f"Example has no choices to rank (task {example.task!r}).")
-    collate = SFTCollator(pad_id=0)
-    items = [
-        {
-            "prompt_ids": encode_text(tokenizer, template.format_prompt(example)),
-            "response_ids": encode_text(tokenizer, template.format_response(choice)),
-        }
-        for choice in example.choices
-    ]
-    batch = collate(items)
-    return sequence_logprobs(model, batch["input_ids"], batch["labels"], batch["attention_mask"])
+    return _choice_scores(model, tokenizer, template, [example])[0]
 
 
 def choice_accuracy(
@@ -169,20 +157,49 @@ def choice_accuracy(
     tokenizer: Any,
     template: PromptTemplate,
     examples: Sequence[InstructionExample],
+    batch_size: int = 32,
 ) -> float:
     """Fraction of ``examples`` whose likeliest choice is the right answer (rank classification).
 
     Scoring the allowed answers instead of parsing free generation measures what the model
-    knows, not whether it already follows the answer format (Brown et al. 2020, §2.4).
+    knows, not whether it already follows the answer format (Brown et al. 2020, §2.4). Every
+    (prompt, choice) pair is one row; ``batch_size`` rows of similar length run together.
     """
+    scores = _choice_scores(model, tokenizer, template, examples, batch_size)
+    correct = sum(
+        example.choices[int(score.argmax())] == example.output
+        for example, score in zip(examples, scores, strict=True)
+    )
+    return correct / max(len(examples), 1)
+
+
+@torch.no_grad()
+def _choice_scores(model, tokenizer, template, examples, batch_size=32) -> list[torch.Tensor]:
+    items, owner = [], []
+    for index, example in enumerate(examples):
+        if not example.choices:
+            raise ValueError(f"Example {index} has no choices to rank (task {example.task!r}).")
+        prompt_ids = encode_text(tokenizer, template.format_prompt(example))
+        for choice in example.choices:
+            response_ids = encode_text(tokenizer, template.format_response(choice))
+            items.append({"prompt_ids": prompt_ids, "response_ids": response_ids})
+            owner.append(index)
+    # Rows sorted by length waste little on padding. Right padding needs no attention mask:
+    # causal attention never lets a scored position see the padding after it.
+    order = sorted(range(len(items)), key=lambda i: sum(map(len, items[i].values())))
+    collate = SFTCollator(pad_id=0)
+    flat = torch.empty(len(items))
     was_training = model.training
     model.eval()
-    correct = 0
-    for example in examples:
-        scores = choice_logprobs(model, tokenizer, template, example)
-        correct += example.choices[int(scores.argmax())] == example.output
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = collate([items[i] for i in rows])
+        flat[rows] = sequence_logprobs(model, batch["input_ids"], batch["labels"])
     model.train(was_training)
-    return correct / max(len(examples), 1)
+    grouped: list[list[torch.Tensor]] = [[] for _ in examples]
+    for index, score in zip(owner, flat, strict=True):
+        grouped[index].append(score)
+    return [torch.stack(scores) for scores in grouped]
 
 
 @torch.no_grad()
