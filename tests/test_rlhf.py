@@ -23,7 +23,13 @@ from llmcourse.train.ppo import (
     whiten,
 )
 from llmcourse.train.ppo_trainer import PolicyWithValue, PPOConfig, PPOTrainer
-from llmcourse.train.preferences import PreferencePair, RealWordRule, label_pair, label_pairs
+from llmcourse.train.preferences import (
+    LipogramRule,
+    PreferencePair,
+    RealWordRule,
+    label_pair,
+    label_pairs,
+)
 from llmcourse.train.reward import RewardModel, pair_tensors, preference_accuracy
 
 torch.manual_seed(0)
@@ -182,7 +188,7 @@ def test_ppo_step_starts_with_zero_kl_and_logs_its_statistics():
     def prompts(n):
         return torch.randint(0, 30, (n, 4), generator=generator)
 
-    def reward(responses):  # prefer token 7
+    def reward(prompts, responses):  # prefer token 7
         return torch.tensor([sum(t == 7 for t in r) / len(r) for r in responses])
 
     config = PPOConfig(batch_size=8, minibatch_size=4, max_new_tokens=6, lr=1e-3, ppo_epochs=2)
@@ -205,7 +211,7 @@ def test_ppo_rollout_masks_tokens_after_the_stop_token():
     trainer = PPOTrainer(
         policy,
         lm,
-        lambda responses: torch.tensor([float(len(r)) for r in responses]),
+        lambda prompts, responses: torch.tensor([float(len(r)) for r in responses]),
         lambda n: torch.ones(n, 2, dtype=torch.long),
         PPOConfig(batch_size=4, minibatch_size=2, max_new_tokens=5, stop_token=3),
     )
@@ -240,6 +246,28 @@ def test_label_pair_orders_by_score_and_drops_ties():
     assert [p.chosen for p in pairs] == ["the king"]
 
 
+def test_lipogram_rule_counts_letters_other_than_the_one_avoided():
+    rule = LipogramRule("e")
+    assert rule("the quick brown fox") == pytest.approx(15 / 16)  # one "e" among 16 letters
+    assert rule("A QUICK BROWN FOX!") == 1.0
+    assert rule("EEEE") == 0.0 and rule("123 ...") == 0.0  # no letters: no lipogram
+    assert LipogramRule("a")("banana") == pytest.approx(0.5)
+    for bad in ("", "ee", "3"):
+        with pytest.raises(ValueError, match="single letter"):
+            LipogramRule(bad)
+
+
+def test_min_margin_drops_near_ties_and_keeps_clear_preferences():
+    rule = LipogramRule("e")  # "tea" 2/3, "ten" 2/3, "tan" 1, "tee" 1/3
+    assert label_pair("p", "tea", "ten", rule) is None  # an exact tie
+    assert label_pair("p", "tan", "tea", rule, min_margin=0.2).chosen == "tan"  # 1/3 apart
+    assert label_pair("p", "tan", "tea", rule, min_margin=0.4) is None  # too close to call
+    pairs = label_pairs(["a", "b"], ["tan", "tee"], ["tea", "tan"], rule, min_margin=0.5)
+    assert pairs == [PreferencePair("b", "tan", "tee")]  # 2/3 apart survives, 1/3 does not
+    with pytest.raises(ValueError, match="min_margin"):
+        label_pair("p", "tan", "tea", rule, min_margin=-0.1)
+
+
 def test_bradley_terry_loss_matches_its_formula_and_is_ln2_at_a_tie():
     chosen, rejected = torch.randn(6), torch.randn(6)
     expected = -torch.log(torch.sigmoid(chosen - rejected)).mean()
@@ -258,16 +286,61 @@ def test_reward_model_reads_the_last_real_token():
     torch.testing.assert_close(model(padded, mask), model(ids))
 
 
+def test_mean_pooled_reward_model_averages_per_token_scores_over_the_response():
+    model = RewardModel(tiny_lm(), pooling="mean").eval()
+    ids = torch.randint(0, 30, (2, 6))
+    response_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
+    attention_mask = torch.tensor([[1] * 6, [1] * 5 + [0]])
+    with torch.no_grad():
+        per_token = model.head(model.backbone(ids).hidden_states).squeeze(-1)
+        expected = torch.stack((per_token[0, 2:].mean(), per_token[1, 3:5].mean()))
+        torch.testing.assert_close(model(ids, attention_mask, response_mask), expected)
+        torch.testing.assert_close(model(ids), per_token.mean(-1))  # no mask: every token
+    with pytest.raises(ValueError, match="pooling"):
+        RewardModel(tiny_lm(), pooling="max")
+
+
+def test_pair_tensors_mark_the_response_tokens():
+    tokenizer = CharTokenizer().train("abcde")
+    batch = pair_tensors(
+        tokenizer, [PreferencePair("ab", "cde", "c"), PreferencePair("a", "b", "dd")]
+    )
+    assert batch["chosen_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert batch["chosen_response_mask"].tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0]]
+    assert batch["rejected_response_mask"].tolist() == [[0, 0, 1], [0, 1, 1]]
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_reward_model_score_equals_the_forward_pass_on_prompt_plus_response(pooling):
+    model = RewardModel(tiny_lm(), pooling=pooling).eval()
+    prompts = torch.randint(0, 30, (2, 3))
+    responses = [[4, 5, 6, 7], [8, 9]]
+    scores = model.score(prompts, responses)
+    for row, response in enumerate(responses):
+        ids = torch.cat((prompts[row], torch.tensor(response)))[None]
+        mask = torch.tensor([[0] * 3 + [1] * len(response)])
+        with torch.no_grad():
+            torch.testing.assert_close(scores[row], model(ids, None, mask)[0])
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        model.score(prompts, responses[:1])
+
+
 def test_reward_model_learns_a_rule():
     from llmcourse.train.reward import train_reward_model
 
     tokenizer = CharTokenizer().train("abc")
-    pairs = [PreferencePair("a", "a" + "b" * k, "a" + "c" * k) for k in range(1, 9)]
-    batch = pair_tensors(tokenizer, pairs)
-    torch.manual_seed(0)
-    model = RewardModel(tiny_lm(vocab=tokenizer.vocab_size))
-    train_reward_model(model, batch, steps=40, batch_size=8, lr=3e-3)
-    assert preference_accuracy(model, batch) == 1.0
+    text = [(k * "b" + "c" * 4)[:4] for k in range(5)]  # "cccc", "bccc", ..., "bbbb"
+    more_b = [PreferencePair("a", text[i], text[j]) for i in range(5) for j in range(i)]
+    fewer_b = [PreferencePair("a", p.rejected, p.chosen) for p in more_b]
+    for pooling in ("last", "mean"):
+        before = []
+        for pairs in (more_b, fewer_b):  # an untrained model cannot be right about both
+            batch = pair_tensors(tokenizer, pairs)
+            model = RewardModel(tiny_lm(vocab=tokenizer.vocab_size), pooling=pooling)
+            before.append(preference_accuracy(model, batch))
+            train_reward_model(model, batch, steps=40, batch_size=8, lr=3e-3)
+            assert preference_accuracy(model, batch) == 1.0, pooling
+        assert min(before) < 1.0
 
 
 # ---- DPO -----------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One ``PPOTrainer.step``:
 
 1. **rollout**: sample responses to a batch of prompts with ``llmcourse.infer.generate`` from
    the current policy;
-2. **score**: the reward function rates each whole response; the frozen reference model gives
+2. **score**: the reward function rates each whole response given its prompt (a reward model's
+   ``score`` or a rule); the frozen reference model gives
    per-token log-probs for the KL penalty (``llmcourse.train.ppo``);
 3. **advantages**: per-token rewards → GAE with the value head's estimates → whitened;
 4. **update**: ``ppo_epochs`` passes over shuffled minibatches, each minimising the clipped
@@ -111,14 +112,15 @@ class Rollout:
 
 
 class PPOTrainer:
-    """RLHF with PPO. ``reward_fn(response_ids: list[list[int]]) -> (batch,) tensor`` rates the
-    responses; ``prompt_fn(batch_size) -> (batch, prompt_len)`` draws prompts."""
+    """RLHF with PPO. ``reward_fn(prompts (batch, prompt_len), responses: list[list[int]])
+    -> (batch,) tensor`` rates the responses (``RewardModel.score`` is one);
+    ``prompt_fn(batch_size) -> (batch, prompt_len)`` draws prompts."""
 
     def __init__(
         self,
         policy: PolicyWithValue,
         reference: nn.Module,
-        reward_fn: Callable[[list[list[int]]], torch.Tensor],
+        reward_fn: Callable[[torch.Tensor, list[list[int]]], torch.Tensor],
         prompt_fn: Callable[[int], torch.Tensor],
         config: PPOConfig | None = None,
         seed: int = 0,
@@ -165,7 +167,7 @@ class PPOTrainer:
             row[prompt_len:][m[prompt_len - 1 :] > 0].tolist()
             for row, m in zip(tokens, mask, strict=True)
         ]
-        scores = torch.as_tensor(self.reward_fn(responses), dtype=torch.float32)
+        scores = torch.as_tensor(self.reward_fn(prompts, responses), dtype=torch.float32)
         rollout = Rollout(tokens, mask, logprobs, ref_logprobs, values, scores)
         kl = kl_estimate(logprobs, ref_logprobs, config.kl_estimator) * mask
         rollout.rewards = token_rewards(scores, kl, self.kl_controller.kl_coef, mask)

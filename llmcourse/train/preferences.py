@@ -1,12 +1,23 @@
-"""Preference pairs from a transparent rule: a stand-in for human raters.
+"""Preference pairs from transparent rules: stand-ins for human raters.
 
 RLHF learns from people who compare two responses to the same prompt and say which is better
 (Christiano et al. 2017; Ouyang et al. 2022, §3.4). We have no raters, so a rule plays their
-part: ``RealWordRule`` scores a text by the fraction of its words that are real words, and
-``label_pair`` prefers the response with the higher score (ties say nothing and are dropped).
-Because the rule is known and simple, we can check what the reward model learned and watch a
-policy exploit it (a text of one real word repeated scores perfectly): real raters are noisier
-and harder to exploit, but not impossible to.
+part and ``label_pair`` prefers the response it scores higher. Ties say nothing and are
+dropped, and so are near-ties when a ``min_margin`` is given: real annotation interfaces let
+raters answer "about the same" (Touvron et al. 2023, Llama 2, §3.2.1, collect a "negligibly
+better/unsure" grade), and a reward model cannot learn a difference nobody can see. Two rules:
+
+- ``LipogramRule`` prefers text that avoids a letter (by default "e", the letter Perec's novel
+  *La Disparition*, 1969, and Wright's *Gadsby*, 1939, do without): the fraction of letters
+  that are not that letter. It is a sum of per-character features, so a reward model reading
+  characters learns it from a few hundred pairs; the lessons use it.
+- ``RealWordRule`` prefers correctly spelled words: the fraction of words that occur often in a
+  reference text. Closer to what a person would want, and much harder for a tiny model to learn
+  from characters in seconds.
+
+Because a rule is known and simple, we can check what the reward model learned and watch a
+policy exploit it (``"aaaa aaaa"`` has no "e"; one real word repeated spells perfectly): real
+raters are noisier and harder to exploit, but not impossible to.
 """
 
 from __future__ import annotations
@@ -22,6 +33,25 @@ _WORD = re.compile(r"[A-Za-z']+")
 def word_counts(text: str) -> Counter:
     """How often each lower-cased word (letters and apostrophes) occurs in ``text``."""
     return Counter(word.lower() for word in _WORD.findall(text))
+
+
+class LipogramRule:
+    """Score a text by the fraction of its letters that are not ``letter`` (case-insensitive).
+
+    1.0 for a text without the letter, about 0.88 for English with "e" (one letter in eight is
+    an "e"). A text with no letters at all scores 0: saying nothing is not a lipogram.
+    """
+
+    def __init__(self, letter: str = "e") -> None:
+        if len(letter) != 1 or not letter.isalpha():
+            raise ValueError(f"letter must be a single letter such as 'e', got {letter!r}.")
+        self.letter = letter.lower()
+
+    def __call__(self, text: str) -> float:
+        letters = [c.lower() for c in text if c.isalpha()]
+        if not letters:
+            return 0.0
+        return sum(c != self.letter for c in letters) / len(letters)
 
 
 class RealWordRule:
@@ -68,17 +98,21 @@ def label_pair(
     response_a: str,
     response_b: str,
     score: Callable[[str], float],
+    min_margin: float = 0.0,
 ) -> PreferencePair | None:
-    """The pair ordered by ``score`` (higher is chosen), or ``None`` when the scores tie.
+    """The pair ordered by ``score`` (higher is chosen), or ``None`` when the scores differ by
+    ``min_margin`` or less (0: only exact ties).
 
-    Raises ``ValueError`` for identical responses.
+    Raises ``ValueError`` for identical responses or a negative ``min_margin``.
     """
     if response_a == response_b:
         raise ValueError(
             f"Both responses are {response_a!r}: a rater cannot prefer a text to itself."
         )
+    if min_margin < 0:
+        raise ValueError(f"min_margin must be 0 or more, got {min_margin}.")
     score_a, score_b = score(response_a), score(response_b)
-    if score_a == score_b:
+    if abs(score_a - score_b) <= min_margin:
         return None
     if score_a > score_b:
         return PreferencePair(prompt, response_a, response_b)
@@ -90,12 +124,13 @@ def label_pairs(
     responses_a: Sequence[str],
     responses_b: Sequence[str],
     score: Callable[[str], float],
+    min_margin: float = 0.0,
 ) -> list[PreferencePair]:
-    """``label_pair`` over aligned lists, skipping ties and identical responses."""
+    """``label_pair`` over aligned lists, skipping (near-)ties and identical responses."""
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError("prompts, responses_a and responses_b must have the same length.")
     pairs = []
     for prompt, a, b in zip(prompts, responses_a, responses_b, strict=True):
-        if a != b and (pair := label_pair(prompt, a, b, score)) is not None:
+        if a != b and (pair := label_pair(prompt, a, b, score, min_margin)) is not None:
             pairs.append(pair)
     return pairs

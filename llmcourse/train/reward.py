@@ -5,8 +5,11 @@ the chosen response y_c beat the rejected y_r is logistic regression on the scor
 
     L = −E[ log σ( r(x, y_c) − r(x, y_r) ) ]     (Ouyang et al. 2022, eq. 1; Stiennon et al. 2020)
 
-The model is a pretrained LM with its vocabulary head replaced by a linear layer to one number,
-read at the last real token of ``prompt + response`` (the position that has seen everything).
+The model is a pretrained LM with its vocabulary head replaced by a linear layer to one number.
+``pooling="last"`` reads that number at the last real token of ``prompt + response``, the
+position that has seen everything (Ouyang et al. 2022); ``pooling="mean"`` averages a score
+per response token, r = (1/|y|) Σ_t w·h_t + b, which a small model learns far faster when the
+preference is a sum of local features (as for the lessons' letter-counting rater).
 Only differences of rewards are identified: adding a constant to every reward leaves the loss
 unchanged. Held-out pair accuracy (how often r(y_c) > r(y_r)) is the usual quality measure.
 """
@@ -14,7 +17,7 @@ unchanged. Held-out pair accuracy (how often r(y_c) > r(y_r)) is the usual quali
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,39 +52,86 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 class RewardModel(nn.Module):
     """``backbone`` (a ``DecoderLM``; its ``lm_head`` is not used) + ``nn.Linear(d_model, 1)``.
 
-    ``forward(input_ids, attention_mask=None)`` → rewards ``(batch,)``.
+    ``forward(input_ids, attention_mask=None, response_mask=None)`` → rewards ``(batch,)``:
+    the head at the last real token (``pooling="last"``) or its mean over the positions where
+    ``response_mask`` is 1 (``pooling="mean"``; without a mask, over all real tokens).
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, pooling: Literal["last", "mean"] = "last") -> None:
         super().__init__()
-        self.backbone = backbone
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}.")
+        self.backbone, self.pooling = backbone, pooling
         self.head = nn.Linear(backbone.config.d_model, 1)
         nn.init.zeros_(self.head.bias)
         nn.init.normal_(self.head.weight, std=1.0 / (backbone.config.d_model + 1) ** 0.5)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        response_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         hidden = self.backbone(input_ids, attention_mask=attention_mask).hidden_states
+        if self.pooling == "mean":
+            weights = response_mask if response_mask is not None else attention_mask
+            if weights is None:
+                weights = torch.ones_like(input_ids)
+            weights = weights.to(hidden.dtype)
+            per_token = self.head(hidden).squeeze(-1)  # (batch, seq)
+            return (per_token * weights).sum(-1) / weights.sum(-1).clamp(min=1)
         if attention_mask is None:
             last = hidden[:, -1]
         else:
             last = hidden[torch.arange(hidden.shape[0]), last_token_index(attention_mask)]
         return self.head(last).squeeze(-1)
 
+    @torch.no_grad()
+    def score(self, prompts: torch.Tensor, responses: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Rewards ``(batch,)`` of ``prompts`` ``(batch, prompt_len)`` followed by ``responses``
+        (lists of ids, possibly of different lengths): the ``reward_fn`` ``PPOTrainer`` takes."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
+        prompt_len = prompts.shape[1]
+        ids = [
+            prompt.tolist() + list(response)
+            for prompt, response in zip(prompts, responses, strict=True)
+        ]
+        input_ids = pad_batch(ids, 0).to(prompts.device)
+        lengths = torch.tensor([len(i) for i in ids], device=prompts.device)
+        positions = torch.arange(input_ids.shape[1], device=prompts.device)
+        attention_mask = (positions < lengths[:, None]).long()
+        response_mask = attention_mask * (positions >= prompt_len).long()
+        self.eval()
+        return self(input_ids, attention_mask, response_mask)
+
 
 def pair_tensors(
     tokenizer: Any, pairs: Sequence[PreferencePair], pad_id: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Right-padded ``chosen_ids``/``chosen_mask`` and ``rejected_ids``/``rejected_mask``."""
+    """Right-padded ``{side}_ids``, ``{side}_mask`` (1 on real tokens) and
+    ``{side}_response_mask`` (1 on response tokens) for ``side`` in chosen and rejected."""
     if not pairs:
         raise ValueError("No preference pairs given.")
     batch: dict[str, torch.Tensor] = {}
+    prompts = [encode_text(tokenizer, p.prompt) for p in pairs]
     for side in ("chosen", "rejected"):
-        ids = [encode_text(tokenizer, p.prompt + getattr(p, side)) for p in pairs]
-        batch[f"{side}_ids"] = pad_batch(ids, pad_id)
-        batch[f"{side}_mask"] = pad_batch([[1] * len(i) for i in ids], 0)
+        responses = [encode_text(tokenizer, getattr(p, side)) for p in pairs]
+        lengths = list(zip(map(len, prompts), map(len, responses), strict=True))
+        batch[f"{side}_ids"] = pad_batch(
+            [p + r for p, r in zip(prompts, responses, strict=True)], pad_id
+        )
+        batch[f"{side}_mask"] = pad_batch([[1] * (p + r) for p, r in lengths], 0)
+        batch[f"{side}_response_mask"] = pad_batch([[0] * p + [1] * r for p, r in lengths], 0)
     return batch
+
+
+def _rewards(model: RewardModel, batch: dict[str, torch.Tensor], side: str, rows=slice(None)):
+    return model(
+        batch[f"{side}_ids"][rows],
+        batch[f"{side}_mask"][rows],
+        batch[f"{side}_response_mask"][rows],
+    )
 
 
 def train_reward_model(
@@ -106,8 +156,8 @@ def train_reward_model(
     losses = []
     for step in range(steps):
         rows = torch.randint(n, (min(batch_size, n),), generator=generator)
-        chosen = model(batch["chosen_ids"][rows], batch["chosen_mask"][rows])
-        rejected = model(batch["rejected_ids"][rows], batch["rejected_mask"][rows])
+        chosen = _rewards(model, batch, "chosen", rows)
+        rejected = _rewards(model, batch, "rejected", rows)
         loss = bradley_terry_loss(chosen, rejected)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -124,6 +174,5 @@ def train_reward_model(
 def preference_accuracy(model: RewardModel, batch: dict[str, torch.Tensor]) -> float:
     """Fraction of pairs where the chosen response gets the higher reward."""
     model.eval()
-    chosen = model(batch["chosen_ids"], batch["chosen_mask"])
-    rejected = model(batch["rejected_ids"], batch["rejected_mask"])
+    chosen, rejected = _rewards(model, batch, "chosen"), _rewards(model, batch, "rejected")
     return float((chosen > rejected).float().mean())
