@@ -25,7 +25,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from llmcourse.grading.api import EXTRA_EXERCISES_ENV
-from llmcourse.grading.grade import GradeOptions, grade_notebook
+from llmcourse.grading.grade import LESSON_PREFIX, GradeOptions, grade_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "grading_fixtures"
@@ -47,7 +47,7 @@ def peer_seconds(path: Path) -> float:
 
 def ours_seconds(path: Path, options: GradeOptions) -> tuple[float, str]:
     start = time.perf_counter()
-    grade = grade_notebook(path, path.name[:2], options)
+    grade = grade_notebook(path, LESSON_PREFIX.match(path.name).group(1), options)  # 10b too
     return time.perf_counter() - start, f"{grade.score}/{grade.max_score}"
 
 
