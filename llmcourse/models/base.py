@@ -2,6 +2,7 @@
 
 ``DecoderLM``, ``EncoderLM`` and ``Seq2SeqLM`` subclass ``LanguageModel``, which gives them:
 
+- ``add_embeddings()`` / ``embed(ids, position_ids)``: token plus absolute position embeddings;
 - ``model.attn_impl = "sdpa" | "explicit"``: the attention path of every layer;
 - ``model.gradient_checkpointing = True``: recompute each block in the backward pass with
   ``torch.utils.checkpoint.checkpoint(block, ..., use_reentrant=False)`` (memory for compute);
@@ -28,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from llmcourse.config import ModelConfig
 from llmcourse.nn.attention import AttentionImpl, MultiHeadAttention
 from llmcourse.nn.masks import combine_masks
-from llmcourse.nn.positional import alibi_slopes
+from llmcourse.nn.positional import absolute_position_embedding, alibi_slopes
 from llmcourse.utils.checkpoint import load_checkpoint, save_checkpoint
 
 Model = TypeVar("Model", bound="LanguageModel")
@@ -96,6 +97,25 @@ class LanguageModel(nn.Module):
         if config.position == "alibi":
             slopes = alibi_slopes(config.n_head)[:, None, None]
             self.register_buffer("alibi_slopes", slopes, persistent=False)
+
+    # -- embeddings --------------------------------------------------------------------------
+    def add_embeddings(self) -> None:
+        """Create ``embed_tokens`` and, for learned or sinusoidal positions, ``embed_positions``."""
+        config = self.config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
+        positions = absolute_position_embedding(
+            config.position, config.context_length, config.d_model
+        )
+        if positions is not None:
+            self.embed_positions = positions
+
+    def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings plus absolute position embeddings where the config has them:
+        ``(batch, seq)`` ids → ``(batch, seq, d_model)`` (no dropout or norm yet)."""
+        x = self.embed_tokens(input_ids)
+        if self.config.position in ("learned", "sinusoidal"):
+            x = x + self.embed_positions(position_ids)
+        return x
 
     # -- attention path --------------------------------------------------------------------
     @property

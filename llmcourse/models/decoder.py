@@ -22,7 +22,6 @@ from llmcourse.nn.norms import make_norm
 from llmcourse.nn.positional import (
     RelativePositionBias,
     RotaryEmbedding,
-    absolute_position_embedding,
 )
 
 
@@ -41,12 +40,7 @@ class DecoderLM(LanguageModel):
                 f"{config.architecture!r}; use EncoderLM or Seq2SeqLM."
             )
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        positions = absolute_position_embedding(
-            config.position, config.context_length, config.d_model
-        )
-        if positions is not None:
-            self.embed_positions = positions
+        self.add_embeddings()
         if config.position == "rope":
             self.rotary = RotaryEmbedding(config.head_size, config.rope_theta)
         elif config.position == "relative":
@@ -96,10 +90,7 @@ class DecoderLM(LanguageModel):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
             else:
                 position_ids = torch.arange(past, past + seq, device=device).unsqueeze(0)
-        x = self.embed_tokens(input_ids)
-        if self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(position_ids)
-        x = self.dropout(x)
+        x = self.dropout(self.embed(input_ids, position_ids))
         rope = self.rotary(position_ids) if self.config.position == "rope" else None
         bias = self.relative_bias(seq, past + seq) if self.config.position == "relative" else None
         mask, is_causal = self.attention_inputs(

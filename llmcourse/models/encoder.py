@@ -21,7 +21,6 @@ from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.feedforward import ACTIVATIONS
 from llmcourse.nn.norms import make_norm
-from llmcourse.nn.positional import absolute_position_embedding
 
 
 class MaskedLMHead(nn.Module):
@@ -57,12 +56,7 @@ class EncoderLM(LanguageModel):
             )
         super().__init__(config)
         norm_args = (config.norm, config.d_model, config.norm_eps, config.has_norm_bias)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        positions = absolute_position_embedding(
-            config.position, config.context_length, config.d_model
-        )
-        if positions is not None:
-            self.embed_positions = positions
+        self.add_embeddings()
         if config.type_vocab_size:
             self.embed_token_types = nn.Embedding(config.type_vocab_size, config.d_model)
         self.embed_norm = make_norm(*norm_args) if config.embedding_norm else nn.Identity()
@@ -89,9 +83,7 @@ class EncoderLM(LanguageModel):
         seq = input_ids.shape[1]
         if position_ids is None:
             position_ids = torch.arange(seq, device=input_ids.device).unsqueeze(0)
-        x = self.embed_tokens(input_ids)
-        if self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(position_ids)
+        x = self.embed(input_ids, position_ids)
         if self.config.type_vocab_size:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)

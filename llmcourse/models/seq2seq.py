@@ -21,7 +21,7 @@ from llmcourse.config import ModelConfig
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.norms import make_norm
-from llmcourse.nn.positional import RelativePositionBias, absolute_position_embedding
+from llmcourse.nn.positional import RelativePositionBias
 
 
 class Stack(nn.Module):
@@ -66,12 +66,7 @@ class Seq2SeqLM(LanguageModel):
                 f"{config.position!r}."
             )
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model)
-        positions = absolute_position_embedding(
-            config.position, config.context_length, config.d_model
-        )
-        if positions is not None:
-            self.embed_positions = positions
+        self.add_embeddings()
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
         self.encoder = Stack(config, config.n_layer, decoder=False)
         self.decoder = Stack(config, config.decoder_layers, decoder=True)
@@ -80,19 +75,15 @@ class Seq2SeqLM(LanguageModel):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
 
-    def _embed(self, ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(ids)
-        if self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(position_ids)
-        return self.dropout(x)
-
     def encode(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The encoder's output ``(batch, source_seq, d_model)``."""
         check_input_ids(input_ids, self.config.vocab_size)
         seq = input_ids.shape[1]
-        x = self._embed(input_ids, torch.arange(seq, device=input_ids.device).unsqueeze(0))
+        x = self.dropout(
+            self.embed(input_ids, torch.arange(seq, device=input_ids.device).unsqueeze(0))
+        )
         bias = self.encoder.relative_bias(seq, seq) if self.config.position == "relative" else None
         mask, _ = self.attention_inputs(
             seq, seq, causal=False, attention_mask=attention_mask, bias=bias, dtype=x.dtype
@@ -127,7 +118,7 @@ class Seq2SeqLM(LanguageModel):
         past = kv_cache.seq_len if kv_cache is not None else 0
         device = decoder_input_ids.device
         positions = torch.arange(past, past + seq, device=device).unsqueeze(0)
-        x = self._embed(decoder_input_ids, positions)
+        x = self.dropout(self.embed(decoder_input_ids, positions))
         relative = self.config.position == "relative"
         bias = self.decoder.relative_bias(seq, past + seq) if relative else None
         mask, is_causal = self.attention_inputs(
