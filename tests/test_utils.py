@@ -8,6 +8,7 @@ from llmcourse.utils import (
     autocast_dtype,
     cache_dir,
     device,
+    eval_mode,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -65,3 +66,16 @@ def test_bad_seeds(seed):
 def test_cache_dir_override(tmp_path, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "c"))
     assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_turns_dropout_off_and_restores_the_mode(training):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5)).train(training)
+    x = torch.ones(64, 4)
+    with eval_mode(model) as inside:
+        assert inside is model and not any(m.training for m in model.modules())
+        assert torch.equal(model(x), model(x))  # no dropout: deterministic
+    assert all(m.training == training for m in model.modules())
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("a failing scorer")
+    assert all(m.training == training for m in model.modules())

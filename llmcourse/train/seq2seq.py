@@ -23,6 +23,7 @@ import torch
 from llmcourse.data.collators import IGNORE_INDEX, pad_batch
 from llmcourse.models.seq2seq import Seq2SeqLM
 from llmcourse.nn.kv_cache import KVCache
+from llmcourse.utils.modes import eval_mode
 
 
 def pair_batch(
@@ -71,31 +72,29 @@ def greedy_decode(
             f"max_new_tokens={max_new_tokens} exceeds the decoder's context "
             f"({model.config.context_length})."
         )
-    was_training = model.training
-    model.eval()
-    memory = model.encode(input_ids, attention_mask)
-    cache = KVCache()
-    batch = input_ids.shape[0]
-    token = torch.full((batch, 1), start_id, dtype=torch.long, device=input_ids.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
-    outputs: list[list[int]] = [[] for _ in range(batch)]
-    for _ in range(max_new_tokens):
-        logits = model(
-            None,
-            token,
-            attention_mask=attention_mask,
-            encoder_hidden_states=memory,
-            kv_cache=cache,
-        ).logits[:, -1]
-        token = logits.argmax(-1, keepdim=True)
-        for row in torch.nonzero(~finished).flatten().tolist():
-            if int(token[row]) == eos_id:
-                finished[row] = True
-            else:
-                outputs[row].append(int(token[row]))
-        if bool(finished.all()):
-            break
-    model.train(was_training)
+    with eval_mode(model):
+        memory = model.encode(input_ids, attention_mask)
+        cache = KVCache()
+        batch = input_ids.shape[0]
+        token = torch.full((batch, 1), start_id, dtype=torch.long, device=input_ids.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+        outputs: list[list[int]] = [[] for _ in range(batch)]
+        for _ in range(max_new_tokens):
+            logits = model(
+                None,
+                token,
+                attention_mask=attention_mask,
+                encoder_hidden_states=memory,
+                kv_cache=cache,
+            ).logits[:, -1]
+            token = logits.argmax(-1, keepdim=True)
+            for row in torch.nonzero(~finished).flatten().tolist():
+                if int(token[row]) == eos_id:
+                    finished[row] = True
+                else:
+                    outputs[row].append(int(token[row]))
+            if bool(finished.all()):
+                break
     return outputs
 
 

@@ -28,6 +28,7 @@ from llmcourse.data.collators import IGNORE_INDEX, SFTCollator
 from llmcourse.data.instructions import InstructionExample, PromptTemplate
 from llmcourse.tokenizers.base import Tokenizer
 from llmcourse.train.logprobs import sequence_logprobs
+from llmcourse.utils.modes import eval_mode
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:
@@ -189,13 +190,11 @@ def _choice_scores(model, tokenizer, template, examples, batch_size=32) -> list[
     order = sorted(range(len(items)), key=lambda i: sum(map(len, items[i].values())))
     collate = SFTCollator(pad_id=0)
     flat = torch.empty(len(items))
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = collate([items[i] for i in rows])
-        flat[rows] = sequence_logprobs(model, batch["input_ids"], batch["labels"])
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = collate([items[i] for i in rows])
+            flat[rows] = sequence_logprobs(model, batch["input_ids"], batch["labels"])
     grouped: list[list[torch.Tensor]] = [[] for _ in examples]
     for index, score in zip(owner, flat, strict=True):
         grouped[index].append(score)
@@ -207,16 +206,15 @@ def response_nll(
     model: nn.Module, dataset: SFTDataset, pad_id: int = 0, batch_size: int = 16
 ) -> float:
     """Mean negative log-likelihood (nats per response token) of ``dataset``'s responses."""
-    was_training = model.training
-    model.eval()
     collate = SFTCollator(pad_id)
     total, count = 0.0, 0
-    for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        logps = sequence_logprobs(
-            model, batch["input_ids"], batch["labels"], batch["attention_mask"]
-        )
-        total -= float(logps.sum())
-        count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(dataset), batch_size):
+            indices = range(start, min(start + batch_size, len(dataset)))
+            batch = collate([dataset[i] for i in indices])
+            logps = sequence_logprobs(
+                model, batch["input_ids"], batch["labels"], batch["attention_mask"]
+            )
+            total -= float(logps.sum())
+            count += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
     return total / max(count, 1)

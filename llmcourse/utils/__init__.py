@@ -18,6 +18,7 @@ _EXPORTS = {
     "describe_device": "devices",
     "device": "devices",
     "get_logger": "logging",
+    "eval_mode": "modes",
     "cache_dir": "paths",
     "home_dir": "paths",
     "repo_root": "paths",
@@ -30,6 +31,7 @@ __all__ = [
     "cache_dir",
     "describe_device",
     "device",
+    "eval_mode",
     "get_logger",
     "home_dir",
     "load_checkpoint",
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     )
     from llmcourse.utils.devices import autocast_dtype, describe_device, device
     from llmcourse.utils.logging import get_logger
+    from llmcourse.utils.modes import eval_mode
     from llmcourse.utils.paths import cache_dir, home_dir, repo_root
     from llmcourse.utils.seed import rng_state, seed_everything, set_rng_state
 

@@ -19,6 +19,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from llmcourse.utils.modes import eval_mode
+
 
 def token_labels(tokenizer: Any, ids: list[int]) -> list[str]:
     """Readable labels for token ids: decoded text, with spaces shown as ``·``."""
@@ -43,12 +45,8 @@ def attention_maps(
         raise ValueError("Type some text to see its attention.")
     encoded = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)
     ids = encoded["input_ids"][:, :max_tokens]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(ids, output_attentions=True)
-    finally:
-        model.train(was_training)
     return token_labels(tokenizer, ids[0].tolist()), [a[0].float() for a in out.attentions]
 
 
