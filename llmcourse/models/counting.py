@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
+from llmcourse import scaling
 from llmcourse.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ def flops_per_token(
     lookups (which are not matmuls), plus the output layer (counted even when tied), with only
     the active experts of a mixture. ``T`` is ``seq_len`` (default: the context length). This is
     PaLM's "model FLOPs" for MFU (Chowdhery et al. 2022, App. B); norms and softmax are ignored.
+    The formula is ``llmcourse.scaling.flops_per_token``; this finds ``N`` and the shape.
     """
     seq_len = config.context_length if seq_len is None else seq_len
     n = count_parameters(config, active=True) - embedding_parameters(config)
@@ -162,9 +164,8 @@ def flops_per_token(
     layers = config.n_layer + (
         config.decoder_layers if config.architecture == "encoder-decoder" else 0
     )
-    attention = layers * config.n_head * config.head_size * seq_len if include_attention else 0
-    per_weight, per_attention = (6, 12) if training else (2, 4)
-    return per_weight * n + per_attention * attention
+    shape = (layers, config.n_head, config.head_size, seq_len) if include_attention else ()
+    return round(scaling.flops_per_token(n, *shape, training=training))
 
 
 def dtype_bytes(dtype: DType) -> int | float:
