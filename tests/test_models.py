@@ -224,6 +224,28 @@ def test_seq2seq_cache_and_paths_agree():
     torch.testing.assert_close(model(source, target).logits, full.logits)
 
 
+@pytest.mark.parametrize("architecture", ["decoder", "encoder", "encoder-decoder"])
+def test_padded_batch_runs_on_the_meta_device(architecture, monkeypatch):
+    """Meta tensors hold no data but their device is checked, so a forward pass on them finds a
+    mask or bias built on another device (Seq2SeqLM.encode once built its mask on the CPU)."""
+    from llmcourse.models import decoder, encoder, seq2seq
+
+    for module in (decoder, encoder, seq2seq):  # the id range check reads values meta lacks
+        monkeypatch.setattr(module, "check_input_ids", lambda *args, **kwargs: None)
+    position = "alibi" if architecture == "encoder" else "relative"  # an additive bias
+    config = BASE.replace(architecture=architecture, position=position, norm="rmsnorm")
+    model_class = {"decoder": DecoderLM, "encoder": EncoderLM, "encoder-decoder": Seq2SeqLM}
+    with torch.device("meta"):
+        model = model_class[architecture](config).eval()
+        x = torch.zeros(2, 6, dtype=torch.long)
+        mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
+    if architecture == "encoder-decoder":
+        out = model(x, x, attention_mask=mask, decoder_attention_mask=mask)
+    else:
+        out = model(x, attention_mask=mask)
+    assert out.hidden_states.device.type == "meta"
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -86,7 +86,13 @@ class Seq2SeqLM(LanguageModel):
         )
         bias = self.encoder.relative_bias(seq, seq) if self.config.position == "relative" else None
         mask, _ = self.attention_inputs(
-            seq, seq, causal=False, attention_mask=attention_mask, bias=bias, dtype=x.dtype
+            seq,
+            seq,
+            causal=False,
+            attention_mask=attention_mask,
+            bias=bias,
+            dtype=x.dtype,
+            device=input_ids.device,
         )
         for block in self.encoder.blocks:
             x, _, _ = self.run_block(block, x, mask=mask)
