@@ -64,13 +64,13 @@ def _linear(n_in: int, n_out: int, bias: bool) -> int:
 
 
 def _norm(config: ModelConfig) -> int:
-    return config.d_model * (2 if config.has_norm_bias else 1)
+    return config.d_model * (2 if config.norm_bias else 1)
 
 
 def attention_parameters(config: ModelConfig) -> int:
     """One attention module: the Q, K, V and output projections."""
-    d, q_width = config.d_model, config.n_head * config.head_size
-    kv_width = config.kv_heads * config.head_size
+    d, q_width = config.d_model, config.n_head * config.head_dim
+    kv_width = config.n_kv_head * config.head_dim
     return (
         _linear(d, q_width, config.bias)
         + 2 * _linear(d, kv_width, config.bias)
@@ -80,7 +80,7 @@ def attention_parameters(config: ModelConfig) -> int:
 
 def mlp_parameters(config: ModelConfig, *, active: bool = False) -> int:
     """One feed-forward block; with experts, all of them (or the ``active`` top-k) + router."""
-    d, f = config.d_model, config.ffn_dim
+    d, f = config.d_model, config.d_ff
     dense = (2 if config.gated_mlp else 1) * _linear(d, f, config.bias) + _linear(f, d, config.bias)
     if not config.n_expert:
         return dense
@@ -132,7 +132,7 @@ def count_parameters(config: ModelConfig, *, active: bool = False) -> int:
                 total += config.vocab_size * config.d_model
     else:
         total += config.n_layer * layer_parameters(config, active=active)
-        total += config.decoder_layers * layer_parameters(
+        total += config.n_decoder_layer * layer_parameters(
             config, cross_attention=True, active=active
         )
         total += 2 * (relative + final_norm)
@@ -162,9 +162,9 @@ def flops_per_token(
     if config.tie_embeddings and has_output_layer:
         n += config.vocab_size * config.d_model  # the tied output matmul still happens
     layers = config.n_layer + (
-        config.decoder_layers if config.architecture == "encoder-decoder" else 0
+        config.n_decoder_layer if config.architecture == "encoder-decoder" else 0
     )
-    shape = (layers, config.n_head, config.head_size, seq_len) if include_attention else ()
+    shape = (layers, config.n_head, config.head_dim, seq_len) if include_attention else ()
     return round(scaling.flops_per_token(n, *shape, training=training))
 
 
@@ -212,8 +212,8 @@ def kv_cache_bytes(
         raise ValueError("Encoder-only models generate nothing and keep no KV cache.")
     if seq_len < 0 or batch_size <= 0:
         raise ValueError(f"Need seq_len >= 0 and batch_size > 0, got {seq_len}, {batch_size}.")
-    layers = config.decoder_layers if config.architecture == "encoder-decoder" else config.n_layer
-    values = 2 * layers * config.kv_heads * config.head_size * seq_len * batch_size
+    layers = config.n_decoder_layer if config.architecture == "encoder-decoder" else config.n_layer
+    values = 2 * layers * config.n_kv_head * config.head_dim * seq_len * batch_size
     return math.ceil(values * dtype_bytes(dtype))
 
 

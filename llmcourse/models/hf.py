@@ -130,7 +130,7 @@ def _name_pairs(config: ModelConfig, family: str, prefix: str = "") -> Iterator[
     else:
         yield "embed_tokens.weight", "shared.weight", False
         yield "lm_head.weight", "lm_head.weight", False
-        for stack, n_layer in (("encoder", config.n_layer), ("decoder", config.decoder_layers)):
+        for stack, n_layer in (("encoder", config.n_layer), ("decoder", config.n_decoder_layer)):
             bias = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
             yield f"{stack}.relative_bias.relative_attention_bias.weight", f"{stack}.{bias}", False
             yield f"{stack}.final_norm.weight", f"{stack}.final_layer_norm.weight", False

@@ -41,7 +41,7 @@ class Stack(nn.Module):
         )
         if config.norm_placement == "pre":
             self.final_norm = make_norm(
-                config.norm, config.d_model, config.norm_eps, config.has_norm_bias
+                config.norm, config.d_model, config.norm_eps, config.norm_bias
             )
         else:
             self.final_norm = nn.Identity()
@@ -69,7 +69,7 @@ class Seq2SeqLM(LanguageModel):
         self.add_embeddings()
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
         self.encoder = Stack(config, config.n_layer, decoder=False)
-        self.decoder = Stack(config, config.decoder_layers, decoder=True)
+        self.decoder = Stack(config, config.n_decoder_layer, decoder=True)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
         if config.tie_embeddings:
