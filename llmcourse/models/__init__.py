@@ -13,8 +13,9 @@ The model classes are imported on first use (PEP 562), so ``llmcourse.models.cou
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmcourse.utils.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from llmcourse.models.base import LanguageModel, ModelOutput
@@ -23,26 +24,16 @@ if TYPE_CHECKING:
     from llmcourse.models.seq2seq import Seq2SeqLM
     from llmcourse.nn.kv_cache import KVCache
 
-_HOMES = {
-    "DecoderLM": "llmcourse.models.decoder",
-    "EncoderLM": "llmcourse.models.encoder",
+_EXPORTS = {
+    "DecoderLM": "decoder",
+    "EncoderLM": "encoder",
     "KVCache": "llmcourse.nn.kv_cache",
-    "LanguageModel": "llmcourse.models.base",
-    "ModelOutput": "llmcourse.models.base",
-    "Seq2SeqLM": "llmcourse.models.seq2seq",
+    "LanguageModel": "base",
+    "ModelOutput": "base",
+    "Seq2SeqLM": "seq2seq",
 }
 
 __all__ = ["DecoderLM", "EncoderLM", "KVCache", "LanguageModel", "ModelOutput", "Seq2SeqLM"]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'llmcourse.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
