@@ -19,11 +19,12 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from transformers import AutoModelForCausalLM
 
 from llmcourse.infer import generate
 from llmcourse.infer.speculative import layer_skip_draft, speculative_generate
 from llmcourse.models.hf import load_smollm2
-from llmcourse.pretrained import smollm2
+from llmcourse.pretrained import smollm2_dir
 from llmcourse.quant import quantize
 
 PROMPT = "Once upon a time, in a small village by the sea,"
@@ -46,7 +47,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     n = args.tokens
     ours, tokenizer = load_smollm2()
-    theirs, _ = smollm2()
+    theirs = AutoModelForCausalLM.from_pretrained(smollm2_dir(), local_files_only=True).eval()
     ids = tokenizer(PROMPT, return_tensors="pt").input_ids
     print(
         f"SmolLM2-135M fp32, prompt {ids.shape[1]} tokens, {n} greedy tokens, "

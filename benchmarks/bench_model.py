@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_model.py            # five sizes, a few minutes on 2 cores
     .venv/bin/python benchmarks/bench_model.py --quick    # the three smallest, fewer repeats
+    llmcourse bench model --quick --json                  # the same, as one JSON object
 
 For each size both models get the same weights (ours is ``from_hf`` of the transformers model),
 dropout off, and time one forward + backward of a next-token cross-entropy on the same batch.
@@ -14,6 +15,7 @@ Goal: ours >= 1.3x transformers on small configs and never slower.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -74,15 +76,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three sizes, fewer repeats")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object, no tables")
     args = parser.parse_args()
+    say = (lambda *_: None) if args.json else print
     sizes = {k: SIZES[k] for k in ("char", "xs", "s")} if args.quick else SIZES
     torch.manual_seed(0)
     threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, transformers {tf.__version__}, {threads} threads")
-    print("\nforward+backward tokens/s (median step); ratio = median of alternating pairs")
+    say(f"torch {torch.__version__}, transformers {tf.__version__}, {threads} threads")
+    say("\nforward+backward tokens/s (median step); ratio = median of alternating pairs")
     header = f"{'size':>4} {'d/L/H':>10} {'seq x batch':>11} {'transformers':>13} {'llmcourse':>10}"
-    print(header + f" {'ratio':>6}")
-    attention_rows = []
+    say(header + f" {'ratio':>6}")
+    model_rows, attention_rows = [], []
     for name, (d, n_layer, n_head, seq, batch, vocab) in sizes.items():
         repeats = args.repeats or (8 if args.quick else (12 if d <= 256 else 6))
         config = tf.GPT2Config(
@@ -104,7 +108,15 @@ def main() -> None:
             train_step(theirs, ids), train_step(ours, ids), repeats
         )
         tokens = batch * seq
-        print(
+        model_rows.append(
+            {
+                "size": name,
+                "tokens_per_s_transformers": tokens / median_theirs,
+                "tokens_per_s_llmcourse": tokens / median_ours,
+                "time_ratio_transformers_over_llmcourse": ratio,
+            }
+        )
+        say(
             f"{name:>4} {f'{d}/{n_layer}/{n_head}':>10} {f'{seq} x {batch}':>11} "
             f"{tokens / median_theirs:>13,.0f} {tokens / median_ours:>10,.0f} {ratio:>5.2f}x"
         )
@@ -113,13 +125,16 @@ def main() -> None:
         attention_rows.append(
             (name, *compare(train_step(explicit, ids), train_step(ours, ids), repeats), tokens)
         )
-    print("\nattention path inside DecoderLM, forward+backward tokens/s")
-    print(f"{'size':>4} {'explicit':>10} {'sdpa':>10} {'sdpa speed-up':>14}")
+    say("\nattention path inside DecoderLM, forward+backward tokens/s")
+    say(f"{'size':>4} {'explicit':>10} {'sdpa':>10} {'sdpa speed-up':>14}")
     for name, ratio, median_explicit, median_sdpa, tokens in attention_rows:
-        print(
+        say(
             f"{name:>4} {tokens / median_explicit:>10,.0f} {tokens / median_sdpa:>10,.0f} "
             f"{ratio:>13.2f}x"
         )
+    if args.json:
+        speedups = {name: ratio for name, ratio, *_ in attention_rows}
+        print(json.dumps({"threads": threads, "models": model_rows, "sdpa_speedup": speedups}))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""The ``llmcourse`` command: doctor, lab, data (and the grading, serving and benchmark tools).
+"""The ``llmcourse`` command: doctor, lab, data, grade, progress, bench and serve.
 
 Each subcommand imports what it needs only when it runs, so ``llmcourse --help`` is instant.
+``llmcourse bench`` lists the scripts in a clone's ``benchmarks/`` folder and ``llmcourse bench
+NAME [OPTIONS]`` runs one (``model`` is ``benchmarks/bench_model.py``; the options after NAME
+are the script's own).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -88,6 +95,68 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return 0
 
 
+def benchmark_scripts(folder: Path) -> dict[str, Path]:
+    """``{name: script}`` for the benchmarks in ``folder``: ``bench_model.py`` is ``"model"``."""
+    scripts = sorted(folder.glob("*.py"))
+    return {path.stem.removeprefix("bench_"): path for path in scripts if path.stem != "__init__"}
+
+
+def benchmark_summary(script: Path) -> str:
+    """The first paragraph of a script's docstring on one line, read without running it."""
+    docstring = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
+    return " ".join(docstring.split("\n\n")[0].split())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from llmcourse.utils.paths import repo_root
+
+    root = repo_root()
+    folder = args.dir if args.dir is not None else (root / "benchmarks" if root else None)
+    if folder is None or not folder.is_dir():
+        print(
+            "No benchmarks/ folder found: the benchmarks live in a clone of the course "
+            "repository, not in the installed package. Run this inside a clone, or pass --dir.",
+            file=sys.stderr,
+        )
+        return 2
+    scripts = benchmark_scripts(folder)
+    if args.name is None:
+        rows = [
+            {"name": name, "script": str(path), "summary": benchmark_summary(path)}
+            for name, path in scripts.items()
+        ]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"Benchmarks in {folder} (run one: llmcourse bench NAME [its options]):")
+            width = max((len(name) for name in scripts), default=0)
+            for row in rows:
+                print(f"  {row['name']:<{width}}  {row['summary']}")
+        return 0
+    if args.json:
+        print(
+            "--json before NAME lists the benchmarks; put a script's options after NAME.",
+            file=sys.stderr,
+        )
+        return 2
+    script = scripts.get(args.name)
+    if script is None:
+        close = difflib.get_close_matches(args.name, scripts, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        print(
+            f"No benchmark {args.name!r} in {folder}; known: {', '.join(scripts)}.{hint}",
+            file=sys.stderr,
+        )
+        return 2
+    script_args = args.script_args[1:] if args.script_args[:1] == ["--"] else args.script_args
+    command = [sys.executable, str(script), *script_args]
+    print(f"[llmcourse] {' '.join(command)}", file=sys.stderr, flush=True)  # stdout: the script's
+    try:
+        return subprocess.call(command, cwd=folder.parent)
+    except KeyboardInterrupt:
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmcourse", description="An interactive course on large language models."
@@ -124,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     progress = commands.add_parser("progress", help="your scores per lesson and what is left")
     grading.add_progress_arguments(progress)
     progress.set_defaults(handler=grading.run_progress)
+
+    bench = commands.add_parser(
+        "bench",
+        help="list the benchmarks, or run one: bench NAME [its options]",
+        description="Without NAME, list the scripts in benchmarks/. With NAME, run that script; "
+        "every option after NAME is passed to it (llmcourse bench model --quick).",
+    )
+    bench.add_argument("--json", action="store_true", help="list as JSON (before NAME)")
+    bench.add_argument(
+        "--dir", type=Path, default=None, help="the benchmarks folder (default: the clone's)"
+    )
+    bench.add_argument("name", nargs="?", metavar="NAME", help="e.g. model, generation, quant")
+    bench.add_argument("script_args", nargs=argparse.REMAINDER, help="options for the script")
+    bench.set_defaults(handler=cmd_bench)
 
     from llmcourse.serve import server as serving  # light: the model loads only when serving
 

@@ -5,8 +5,11 @@ choices (where the norm sits, which norm, which MLP, how positions enter, whethe
 are shared between heads). ``ModelConfig`` names each choice once; ``llmcourse.models`` builds a
 model from it and ``llmcourse.models.counting`` does arithmetic on it without building anything.
 
-Configs are frozen: derive a variant with ``dataclasses.replace(config, n_layer=4)`` (or
-``config.replace(n_layer=4)``), which validates the result again.
+Configs are frozen: derive a variant with ``config.replace(n_layer=4)``, which validates the
+result again. Five sizes may be left ``None`` and are then derived from the others when the
+config is built (``n_kv_head``, ``head_dim``, ``d_ff``, ``n_decoder_layer``, ``norm_bias``; as
+``transformers`` does for ``head_dim``), so reading a field always gives the value the model
+uses; ``replace`` derives them again unless you set them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,10 +54,10 @@ class ModelConfig:
     d_model: int = 768
     n_layer: int = 12
     n_head: int = 12
-    n_kv_head: int | None = None  # None: same as n_head (multi-head attention)
+    n_kv_head: int | None = None  # None: n_head (multi-head attention)
     head_dim: int | None = None  # None: d_model // n_head
-    d_ff: int | None = None  # None: 4 * d_model for plain MLPs
-    n_decoder_layer: int | None = None  # encoder-decoder only; None: same as n_layer
+    d_ff: int | None = None  # None: 4 * d_model
+    n_decoder_layer: int | None = None  # encoder-decoder only; None: n_layer
 
     norm: Norm = "layernorm"
     norm_eps: float = 1e-5
@@ -61,7 +65,7 @@ class ModelConfig:
     parallel_block: bool = False  # PaLM / GPT-J: x + attn(norm(x)) + mlp(norm(x))
     mlp: MLP = "gelu"
     bias: bool = True  # biases in the attention and MLP projections
-    norm_bias: bool | None = None  # None: layernorm has a bias, rmsnorm has none
+    norm_bias: bool | None = None  # None: True for layernorm, False for rmsnorm (it has none)
 
     position: Position = "learned"
     rope_theta: float = 10000.0
@@ -116,38 +120,28 @@ class ModelConfig:
             raise ValueError(f"sliding_window must be positive or None, got {self.sliding_window}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-
-    # Derived sizes: properties, so a replaced config never carries a stale copy.
-    @property
-    def kv_heads(self) -> int:
-        return self.n_head if self.n_kv_head is None else self.n_kv_head
-
-    @property
-    def head_size(self) -> int:
-        return self.d_model // self.n_head if self.head_dim is None else self.head_dim
-
-    @property
-    def ffn_dim(self) -> int:
-        return 4 * self.d_model if self.d_ff is None else self.d_ff
-
-    @property
-    def decoder_layers(self) -> int:
-        return self.n_layer if self.n_decoder_layer is None else self.n_decoder_layer
+        # Fill in what was left to derive, and remember it, so that ``replace`` derives it again
+        # from the new sizes instead of carrying a stale copy (e.g. d_ff after a new d_model).
+        derived = frozenset(name for name in _DERIVED if getattr(self, name) is None)
+        object.__setattr__(self, "_derived", derived)
+        for name in sorted(derived):
+            object.__setattr__(self, name, _DERIVED[name](self))
 
     @property
     def gated_mlp(self) -> bool:
+        """SwiGLU and GeGLU have a gate projection: three matrices per MLP instead of two."""
         return self.mlp in ("swiglu", "geglu")
 
-    @property
-    def has_norm_bias(self) -> bool:
-        return self.norm == "layernorm" if self.norm_bias is None else self.norm_bias
-
     def replace(self, **changes: Any) -> ModelConfig:
-        """A copy with some fields changed (validated like a new config)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (validated like a new config); derived sizes you do
+        not set are derived again. Prefer it to ``dataclasses.replace``, which keeps them."""
+        return type(self).from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as given: derived sizes are ``None``, so ``from_dict`` derives them again."""
+        values = dataclasses.asdict(self)
+        values.update(dict.fromkeys(self._derived))
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -165,6 +159,15 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+_DERIVED: dict[str, Callable[[ModelConfig], Any]] = {
+    "n_kv_head": lambda config: config.n_head,
+    "head_dim": lambda config: config.d_model // config.n_head,
+    "d_ff": lambda config: 4 * config.d_model,
+    "n_decoder_layer": lambda config: config.n_layer,
+    "norm_bias": lambda config: config.norm == "layernorm",
+}
 
 
 def _divisors_text(n: int) -> str:

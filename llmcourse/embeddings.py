@@ -1,10 +1,13 @@
-"""Word vectors: cosine similarity, neighbours, analogies, and skip-gram with negative sampling.
+"""Word and sentence vectors: similarity, neighbours, analogies, skip-gram with negative sampling.
 
 A one-hot vector says only *which* word this is: every pair of words is equally far apart. A
 dense vector (50-300 numbers) learned from text places words that occur in similar contexts
 near each other ("you shall know a word by the company it keeps", Firth 1957), and directions
 in the space carry meaning: king - man + woman lands near queen (Mikolov et al. 2013a).
 
+- ``WordVectors``: a vocabulary and one vector per word (``llmcourse.pretrained.glove()`` gives
+  GloVe's, ``train_sgns`` learns new ones); ``SentenceEncoder``: a BERT whose mean-pooled,
+  normalised token states embed a whole sentence (``llmcourse.pretrained.minilm()``).
 - ``cosine_similarity(a, b) = a . b / (|a| |b|)``: the angle between vectors, blind to length.
 - ``analogy(vectors, a, b, c)``: "a is to b as c is to ?", the word nearest to b - a + c over
   unit vectors, leaving out a, b and c themselves (3CosAdd; Levy & Goldberg 2014).
@@ -22,13 +25,42 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.pretrained import WordVectors
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class WordVectors:
+    """A vocabulary and its vectors: ``words[i]`` has vector ``vectors[i]`` (float32)."""
+
+    words: list[str]
+    vectors: np.ndarray  # (vocab, dim)
+
+    def __post_init__(self) -> None:
+        self.index = {word: i for i, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.index
+
+    def __getitem__(self, word: str) -> np.ndarray:
+        try:
+            return self.vectors[self.index[word]]
+        except KeyError:
+            raise KeyError(f"{word!r} is not in the vocabulary (GloVe is lower-case).") from None
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
@@ -79,6 +111,45 @@ def analogy_neighbours(
 def analogy(vectors: WordVectors, a: str, b: str, c: str) -> str:
     """The d in a : b :: c : d, e.g. ``analogy(glove, "man", "king", "woman") == "queen"``."""
     return analogy_neighbours(vectors, a, b, c, k=1)[0][0]
+
+
+# --------------------------------------------------------------------------------------------
+# Sentence vectors
+# --------------------------------------------------------------------------------------------
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 (Wang et al. 2020; Reimers & Gurevych 2019): a 6-layer BERT whose
+    mean-pooled, L2-normalised token states embed a sentence in 384 dimensions.
+
+    ``model`` is a ``transformers.BertModel`` and ``tokenizer`` its WordPiece tokenizer.
+    """
+
+    max_length = 256  # what the model was trained with (sentence_bert_config.json)
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+
+    def encode(self, sentences: str | Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Unit-length embeddings, shape ``(n_sentences, 384)``."""
+        if isinstance(sentences, str):
+            sentences = [sentences]
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(sentences), batch_size):
+                batch = self.tokenizer(
+                    list(sentences[start : start + batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                hidden = self.model(**batch).last_hidden_state  # (batch, seq, 384)
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                parts.append(F.normalize(pooled, dim=-1))
+        return torch.cat(parts) if parts else torch.empty(0, self.model.config.hidden_size)
 
 
 # --------------------------------------------------------------------------------------------

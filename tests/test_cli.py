@@ -1,7 +1,11 @@
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 from llmcourse import cli, pretrained
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def test_doctor_passes_when_everything_is_installed(capsys):
@@ -51,3 +55,37 @@ def test_show_accepts_a_script_path(tmp_path, capsys):
     script.write_text("print('hi')\n")
     show(script)
     assert "print('hi')" in capsys.readouterr().out
+
+
+def test_bench_lists_every_script_in_benchmarks(capsys):
+    assert cli.main(["bench"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    scripts = sorted(BENCHMARKS.glob("*.py"))
+    assert len(lines) == 1 + len(scripts) and str(BENCHMARKS) in lines[0]
+    listed = {line.split()[0] for line in lines[1:]}
+    assert listed == {path.stem.removeprefix("bench_") for path in scripts}
+    assert any(line.split()[:2] == ["model", "Training"] for line in lines[1:])  # its docstring
+    assert cli.main(["bench", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    model = next(row for row in rows if row["name"] == "model")
+    assert model["script"] == str(BENCHMARKS / "bench_model.py") and model["summary"]
+
+
+def test_bench_passes_everything_after_the_name_to_the_script():
+    args = cli.build_parser().parse_args(["bench", "model", "--json", "--quick", "-h"])
+    assert (args.handler, args.name, args.json) == (cli.cmd_bench, "model", False)
+    assert args.script_args == ["--json", "--quick", "-h"]
+    args = cli.build_parser().parse_args(["bench", "--json"])
+    assert args.json and args.name is None and args.script_args == []
+
+
+def test_bench_runs_a_script_with_its_arguments_and_exit_code(tmp_path, capfd):
+    (tmp_path / "bench_echo.py").write_text(
+        '"""Prints its arguments."""\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n'
+        "sys.exit(3)\n"
+    )
+    assert cli.main(["bench", "--dir", str(tmp_path), "echo", "--json", "x"]) == 3
+    assert json.loads(capfd.readouterr().out) == ["--json", "x"]  # stdout is the script's alone
+    assert cli.main(["bench", "--dir", str(tmp_path), "ecko"]) == 2
+    assert "Did you mean 'echo'?" in capfd.readouterr().err
+    assert cli.main(["bench", "--dir", str(tmp_path / "missing")]) == 2

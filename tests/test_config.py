@@ -13,12 +13,28 @@ def test_defaults_are_gpt2_small():
         12,
         50257,
     )
-    assert config.kv_heads == 12 and config.head_size == 64 and config.ffn_dim == 3072
+    assert config.n_kv_head == 12 and config.head_dim == 64 and config.d_ff == 3072
 
 
 def test_derived_sizes_follow_replacements():
     config = ModelConfig().replace(d_model=512, n_head=8, n_kv_head=2, d_ff=1376)
-    assert (config.head_size, config.kv_heads, config.ffn_dim) == (64, 2, 1376)
+    assert (config.head_dim, config.n_kv_head, config.d_ff) == (64, 2, 1376)
+
+
+def test_sizes_left_to_derive_are_derived_again_after_replace():
+    small = ModelConfig().replace(d_model=256, n_head=4)  # GPT-2 small's sizes were derived
+    assert (small.head_dim, small.n_kv_head, small.d_ff) == (64, 4, 1024)
+    assert small.replace(norm="rmsnorm").norm_bias is False
+    assert ModelConfig().norm_bias is True
+    explicit = ModelConfig(d_ff=100, norm_bias=False).replace(d_model=256, n_head=4)
+    assert (explicit.d_ff, explicit.norm_bias) == (100, False)  # what you set stays set
+    assert ModelConfig(n_kv_head=12, head_dim=64) == ModelConfig()  # same model, equal configs
+
+
+def test_to_dict_leaves_derived_sizes_to_derive():
+    values = ModelConfig(d_ff=100).to_dict()
+    assert values["d_ff"] == 100 and values["head_dim"] is None and values["n_kv_head"] is None
+    assert ModelConfig.from_dict(values).replace(d_model=256, n_head=4).head_dim == 64
 
 
 def test_json_round_trip():

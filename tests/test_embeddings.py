@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from llmcourse import pretrained
 from llmcourse.embeddings import (
     SkipGram,
+    WordVectors,
     analogy,
     analogy_neighbours,
     cosine_similarity,
@@ -20,7 +21,6 @@ from llmcourse.embeddings import (
     skipgram_pairs,
     train_sgns,
 )
-from llmcourse.pretrained import WordVectors
 
 
 @functools.cache

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from llmcourse.embeddings import WordVectors
 from llmcourse.ethics import (
     SafetyFilter,
     bleach,
@@ -29,7 +30,6 @@ from llmcourse.ethics import (
     weat,
 )
 from llmcourse.ethics.safety import REFUSAL
-from llmcourse.pretrained import WordVectors
 
 # --------------------------------------------------------------------------------------------
 # Statistics

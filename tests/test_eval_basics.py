@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from llmcourse.config import ModelConfig
-from llmcourse.eval import perplexity, perplexity_from_log_probs, token_log_probs
+from llmcourse.eval import (
+    bits_per_byte_from_loss,
+    perplexity,
+    perplexity_from_log_probs,
+    perplexity_from_loss,
+    token_log_probs,
+)
 from llmcourse.models import DecoderLM
 
 
@@ -36,3 +42,12 @@ def test_shape_mismatch_and_empty_input_are_clear_errors():
         token_log_probs(torch.zeros(5, 3), torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="zero tokens"):
         perplexity_from_log_probs(torch.empty(0))
+
+
+def test_perplexity_and_bits_per_byte_from_a_loss():
+    assert perplexity_from_loss(math.log(84)) == pytest.approx(84)
+    assert perplexity_from_loss(1e6) == math.inf  # not an OverflowError
+    assert bits_per_byte_from_loss(math.log(2), 1.0) == pytest.approx(1.0)
+    assert bits_per_byte_from_loss(math.log(2) * 4, 4.0) == pytest.approx(1.0)  # 4 bytes/token
+    with pytest.raises(ValueError, match="bytes_per_token"):
+        bits_per_byte_from_loss(1.0, 0.0)

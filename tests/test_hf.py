@@ -141,9 +141,10 @@ def test_from_hf_refuses_unknown_families():
 
 @pytest.mark.slow
 def test_smollm2_real_weights_match_transformers():
-    from llmcourse.pretrained import smollm2
+    from llmcourse.pretrained import smollm2_dir
 
-    hf, tokenizer = smollm2()
+    hf = tf.AutoModelForCausalLM.from_pretrained(smollm2_dir(), local_files_only=True).eval()
+    tokenizer = tf.AutoTokenizer.from_pretrained(smollm2_dir(), local_files_only=True)
     ours, our_tokenizer = load_smollm2()
     assert isinstance(ours, DecoderLM) and ours.num_parameters() == 134_515_008
     batch = tokenizer(

@@ -104,6 +104,45 @@ def test_sliding_window_limits_what_a_token_sees():
     assert not torch.allclose(model(x).logits[0, 3], model(y).logits[0, 3])
 
 
+@pytest.mark.parametrize("n_head", [4, 6])  # 6: not a power of two, the slopes interleave
+def test_alibi_model_equals_attention_recomputed_with_blooms_alibi(n_head):
+    """JAIS-style (ALiBi + SwiGLU): recompute every layer's attention with transformers' BLOOM
+    ALiBi tensor and the model's logits come out. BLOOM adds m_h·j, we add -m_h·(i - j): per
+    query row they differ by a constant, which the softmax ignores."""
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+
+    from llmcourse.nn.attention import merge_heads, split_heads
+
+    torch.manual_seed(0)
+    model = DecoderLM(BASE.replace(position="alibi", mlp="swiglu", n_head=n_head, d_model=48))
+    model.eval()
+    x = ids(seq=12)
+    bloom = build_alibi_tensor(torch.ones(1, 12), n_head, torch.float32).view(1, n_head, 1, 12)
+    causal = torch.ones(12, 12, dtype=torch.bool).tril()
+
+    def forward_with(bias):
+        def attention(module, args, kwargs, output):
+            h = args[0]
+            q = split_heads(module.q_proj(h), module.n_head)
+            k = split_heads(module.k_proj(h), module.n_head)
+            v = split_heads(module.v_proj(h), module.n_head)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(module.head_dim) + bias
+            weights = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+            return module.o_proj(merge_heads(weights @ v)), None
+
+        hooks = [b.attn.register_forward_hook(attention, with_kwargs=True) for b in model.blocks]
+        try:
+            return model(x).logits
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    with torch.no_grad():
+        logits = model(x).logits
+        torch.testing.assert_close(logits, forward_with(bloom), atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(logits, forward_with(0.0), atol=1e-3)  # the bias matters
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     model = DecoderLM(DECODERS["llama-gqa"]).train()
@@ -183,6 +222,28 @@ def test_seq2seq_cache_and_paths_agree():
     torch.testing.assert_close(torch.cat([s.logits for s in steps], 1), full.logits)
     model.attn_impl = "explicit"
     torch.testing.assert_close(model(source, target).logits, full.logits)
+
+
+@pytest.mark.parametrize("architecture", ["decoder", "encoder", "encoder-decoder"])
+def test_padded_batch_runs_on_the_meta_device(architecture, monkeypatch):
+    """Meta tensors hold no data but their device is checked, so a forward pass on them finds a
+    mask or bias built on another device (Seq2SeqLM.encode once built its mask on the CPU)."""
+    from llmcourse.models import decoder, encoder, seq2seq
+
+    for module in (decoder, encoder, seq2seq):  # the id range check reads values meta lacks
+        monkeypatch.setattr(module, "check_input_ids", lambda *args, **kwargs: None)
+    position = "alibi" if architecture == "encoder" else "relative"  # an additive bias
+    config = BASE.replace(architecture=architecture, position=position, norm="rmsnorm")
+    model_class = {"decoder": DecoderLM, "encoder": EncoderLM, "encoder-decoder": Seq2SeqLM}
+    with torch.device("meta"):
+        model = model_class[architecture](config).eval()
+        x = torch.zeros(2, 6, dtype=torch.long)
+        mask = torch.tensor([[1] * 6, [0, 0, 1, 1, 1, 1]])
+    if architecture == "encoder-decoder":
+        out = model(x, x, attention_mask=mask, decoder_attention_mask=mask)
+    else:
+        out = model(x, attention_mask=mask)
+    assert out.hidden_states.device.type == "meta"
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,19 @@
 """FLOPs, KV-cache and inference memory arithmetic, checked against published figures."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+import llmcourse
+import llmcourse.models
 from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM, KVCache
 from llmcourse.models.counting import (
+    DTYPE_BYTES,
     count_parameters,
     flops_per_token,
     inference_memory,
@@ -69,3 +77,49 @@ def test_bad_arguments():
         kv_cache_bytes(get_config("bert-base"), 10)
     with pytest.raises(ValueError, match="Unknown dtype"):
         kv_cache_bytes(get_config("gpt2"), 10, dtype="float17")
+    with pytest.raises(ValueError, match="positive"):
+        kv_cache_bytes(get_config("gpt2"), 10, dtype=0)
+    with pytest.raises(TypeError, match="dtype"):
+        kv_cache_bytes(get_config("gpt2"), 10, dtype=True)
+    with pytest.raises(TypeError, match="dtype"):
+        kv_cache_bytes(get_config("gpt2"), 10, dtype=object())
+
+
+def test_a_dtype_is_a_name_a_byte_count_or_a_torch_or_numpy_dtype():
+    config = get_config("llama-2-7b")
+    fp16 = kv_cache_bytes(config, 100)
+    for dtype in ("float16", "torch.float16", "half", 2, torch.float16, np.dtype("float16")):
+        assert kv_cache_bytes(config, 100, dtype=dtype) == fp16, dtype
+    assert kv_cache_bytes(config, 100, dtype=0.5) == fp16 // 4  # 4-bit values
+    assert inference_memory(config, 100, dtype="bfloat16") == inference_memory(
+        config, 100, dtype=torch.bfloat16
+    )
+    for name, size in DTYPE_BYTES.items():  # the table torch-free imports use agrees with torch
+        assert getattr(torch, name).itemsize == size, name
+
+
+def test_counting_and_scaling_import_without_torch(record_property):
+    """DESIGN.md: counting and scaling are pure arithmetic. A fresh interpreter imports them
+    (and the zoo) and must not have imported torch; the time is reported, never asserted."""
+    code = (
+        "import sys, time\n"
+        "start = time.perf_counter()\n"
+        "import llmcourse.models.counting, llmcourse.models.zoo, llmcourse.scaling\n"
+        "print(time.perf_counter() - start)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    root = Path(llmcourse.__file__).resolve().parents[1]  # import this checkout's package
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    seconds, imported_torch = result.stdout.split("\n")[:2]
+    assert imported_torch == "False", "importing counting, zoo or scaling imported torch"
+    record_property("import_seconds", float(seconds))
+    print(f"import llmcourse.models.counting, zoo, scaling: {float(seconds):.3f} s")
+
+
+def test_models_resolves_its_classes_lazily():
+    assert llmcourse.models.DecoderLM is DecoderLM
+    assert "Seq2SeqLM" in dir(llmcourse.models)
+    with pytest.raises(AttributeError, match="NoSuchModel"):
+        llmcourse.models.NoSuchModel  # noqa: B018

@@ -93,6 +93,19 @@ def test_masks_by_hand():
     assert causal_mask(2, 5).int().tolist() == [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
 
 
+def test_prefix_mask_per_sequence_lengths_stack_the_single_masks():
+    lengths = torch.tensor([0, 2, 5])
+    batched = prefix_lm_mask(5, lengths)
+    assert batched.shape == (3, 1, 5, 5)
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.equal(batched[row, 0], prefix_lm_mask(5, length))
+    # After two cached keys, three new queries see the 4-token prefix and the keys up to them.
+    assert torch.equal(prefix_lm_mask(3, torch.tensor([4]), 5)[0, 0], prefix_lm_mask(3, 4, 5))
+    for bad in (6, -1, torch.tensor([1, 6])):
+        with pytest.raises(ValueError, match="prefix_len"):
+            prefix_lm_mask(5, bad)
+
+
 def test_combined_padding_mask_never_leaves_a_row_empty():
     left_padded = torch.tensor([[0, 0, 1, 1]])
     mask = combine_masks(4, 4, causal=True, attention_mask=left_padded)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -70,6 +71,25 @@ def test_alibi_slopes_follow_press_et_al():
     # 12 heads: the 8-head slopes, then every other slope of the 16-head sequence.
     expected = [2.0**-i for i in range(1, 9)] + [2.0 ** -(i + 0.5) for i in range(4)]
     torch.testing.assert_close(alibi_slopes(12), torch.tensor(expected))
+
+
+@pytest.mark.parametrize("n_head", [1, 3, 5, 6, 8, 12, 20, 40, 96])
+@pytest.mark.parametrize(("q_len", "k_len"), [(7, 7), (1, 9), (3, 10)])
+def test_alibi_bias_equals_press_et_al_written_independently(n_head, q_len, k_len):
+    """Press et al. 2022, §3: with n a power of two the slopes are 2^(-8h/n), h = 1..n. Otherwise
+    take the c = 2^floor(log2 n) slopes of c heads and fill up with every other slope of 2c
+    heads, i.e. the half steps 2^(-8(h - 1/2)/c). Written here with float64 numpy."""
+    c = 2 ** int(np.floor(np.log2(n_head)))
+    exponents = [-8 * h / c for h in range(1, c + 1)]
+    exponents += [-8 * (h - 0.5) / c for h in range(1, n_head - c + 1)]
+    slopes = np.power(2.0, exponents)
+    query_positions = np.arange(k_len - q_len, k_len)  # the queries are the last q_len positions
+    distance = np.abs(np.subtract.outer(query_positions, np.arange(k_len)))
+    expected = -slopes[:, None, None] * distance[None]
+    torch.testing.assert_close(alibi_slopes(n_head), torch.tensor(slopes, dtype=torch.float32))
+    ours = alibi_bias(n_head, q_len, k_len)
+    assert ours.shape == (n_head, q_len, k_len)
+    torch.testing.assert_close(ours, torch.tensor(expected, dtype=torch.float32))
 
 
 @pytest.mark.parametrize("n_head", [4, 6, 40])

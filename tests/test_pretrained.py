@@ -68,8 +68,12 @@ def test_gpt2_ranks_hold_50000_merges():
 
 
 @pytest.mark.slow
-def test_smollm2_knows_the_capital_of_france():
-    model, tokenizer = pretrained.smollm2()
+def test_smollm2_folder_loads_in_transformers_and_knows_the_capital_of_france():
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(pretrained.smollm2_dir(), local_files_only=True)
+    model.eval()
+    tokenizer = pretrained.smollm2_tokenizer()
     assert model.config.num_hidden_layers == 30 and model.config.num_key_value_heads == 3
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

@@ -291,6 +291,8 @@ def test_palm_model_flops_utilization():
     without = flops_per_token(540.35e9)
     assert round(model_flops_utilization(238.3e3, without, 6144, "tpu-v4"), 3) == 0.457
     assert round(model_flops_utilization(238.3e3, with_attention, 6144, "tpu-v4"), 3) == 0.462
+    forward = flops_per_token(540.35e9, 118, 48, 256, 2048, training=False)
+    assert forward * 3 == pytest.approx(with_attention)  # backward = 2 x forward
 
 
 def test_megatron_turing_model_flops_utilization():

@@ -154,7 +154,7 @@ def test_loss_inputs_are_checked():
 
 
 def test_prefix_lm_mask_is_bidirectional_on_the_prefix_and_causal_after():
-    mask = prefix_lm_mask(torch.tensor([0, 3, 6]), 6)[:, 0]
+    mask = prefix_lm_mask(6, torch.tensor([0, 3, 6]))[:, 0]
     assert torch.equal(mask[0], causal_mask(6))  # no prefix: a plain decoder
     assert mask[2].all()  # all prefix: an encoder
     expected = causal_mask(6).clone()
@@ -165,7 +165,7 @@ def test_prefix_lm_mask_is_bidirectional_on_the_prefix_and_causal_after():
 def test_prefix_lm_attention_sees_later_prefix_tokens_but_never_the_continuation():
     torch.manual_seed(5)
     q, k, v = (torch.randn(1, 1, 6, 4) for _ in range(3))
-    mask = prefix_lm_mask(torch.tensor([3]), 6)
+    mask = prefix_lm_mask(6, torch.tensor([3]))
     out, _ = scaled_dot_product_attention(q, k, v, mask)
     k2, v2 = k.clone(), v.clone()
     k2[..., 2, :] += 1.0  # change the last prefix token
@@ -182,8 +182,10 @@ def test_prefix_lm_labels_score_only_the_continuation():
     ids = torch.arange(10, 16).repeat(2, 1)
     labels = prefix_lm_labels(ids, torch.tensor([2, 4]))
     assert labels.tolist() == [[-100, -100, 12, 13, 14, 15], [-100] * 4 + [14, 15]]
-    with pytest.raises(ValueError, match="prefix lengths"):
-        prefix_lm_mask(torch.tensor([7]), 6)
+    with pytest.raises(ValueError, match="prefix_len"):
+        prefix_lm_mask(6, torch.tensor([7]))
+    with pytest.raises(ValueError, match="prefix_len"):
+        prefix_lm_mask(6, -1)
 
 
 @settings(max_examples=50, deadline=None)

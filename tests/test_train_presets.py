@@ -1,7 +1,5 @@
 """Presets, the CLI, metrics and the one-process tensor-parallel arithmetic."""
 
-import math
-
 import pytest
 import torch
 
@@ -61,15 +59,6 @@ def test_cli_trains_and_reports(tmp_path, capsys):
         train_main([*flags, "--global-batch-size", "3", "--grad-accum-steps", "2"])
     with pytest.raises(SystemExit, match="--resume needs --out-dir"):
         train_main([*flags, "--resume"])
-
-
-def test_perplexity_and_bits_per_byte():
-    assert metrics.perplexity(math.log(84)) == pytest.approx(84)
-    assert metrics.perplexity(1e6) == math.inf
-    assert metrics.bits_per_byte(math.log(2), 1.0) == pytest.approx(1.0)
-    assert metrics.bits_per_byte(math.log(2) * 4, 4.0) == pytest.approx(1.0)  # 4 bytes/token
-    with pytest.raises(ValueError, match="bytes_per_token"):
-        metrics.bits_per_byte(1.0, 0.0)
 
 
 def test_flops_per_token_and_mfu():

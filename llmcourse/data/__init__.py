@@ -14,10 +14,15 @@ Text stages (each a generator over documents; chain them with ``Pipeline``):
 | ``ScrubPII`` | ``pii`` | e-mails, phone numbers, IPs become placeholders |
 | ``TrainValSplit`` | ``split`` | tags each document train or val by its hash |
 
+Stages pass ``Document`` objects (``document``) and ``Pipeline`` (``pipeline``) chains them;
+``synthetic`` makes dirty documents with known defects to test a pipeline against.
+
 Then tokens: ``packing`` (tokenise, add EOS, cut into blocks), ``tokenfile`` (memory-mapped
-uint16/uint32 files with a JSON header), ``loaders`` (causal-LM datasets) and ``collators``
-(masked LM, T5 span corruption, supervised fine-tuning); those import torch and are not
-imported here.
+uint16/uint32 files with a JSON header), ``loaders`` (causal-LM datasets), ``collators``
+(masked LM, T5 span corruption, supervised fine-tuning) and ``span_corruption`` (T5's noise);
+those import torch and are not imported here. Task data: ``instructions`` (instruction pairs
+from the plays and the Alpaca/ChatML templates) and ``folio`` (First Folio ↔ modern spelling
+line pairs for seq2seq).
 """
 
 from llmcourse.data.blocklist import BlocklistFilter

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from llmcourse.embeddings import WordVectors
 from llmcourse.ethics.wordlists import GENDER_PAIRS
-from llmcourse.pretrained import WordVectors
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

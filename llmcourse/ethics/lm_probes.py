@@ -41,6 +41,7 @@ from llmcourse.ethics.wordlists import (
     PRONOUN_TEMPLATES,
     PRONOUNS,
 )
+from llmcourse.eval.perplexity import token_log_probs
 
 
 def _nonempty(items: Sequence, what: str) -> None:
@@ -82,12 +83,9 @@ def continuation_logprobs(
         width = max(len(r) for r in chunk)
         # Right padding: a causal model's earlier positions never see the pad tokens.
         ids = torch.tensor([r + [start_id] * (width - len(r)) for r in chunk], device=device)
-        logprobs = torch.log_softmax(model(ids).logits.float(), dim=-1)
+        per_token = token_log_probs(model(ids).logits, ids)  # entry t scores token t + 1
         for i, (begin, end) in enumerate(spans[start : start + batch_size]):
-            targets = ids[i, begin:end]
-            scores[start + i] = float(
-                logprobs[i, begin - 1 : end - 1].gather(1, targets[:, None]).sum()
-            )
+            scores[start + i] = float(per_token[i, begin - 1 : end - 1].sum())
     lengths = np.array([end - begin for begin, end in spans])
     return scores, lengths
 

@@ -1,6 +1,7 @@
 """Evaluating language models: likelihood, generated text, classification, calibration, speed.
 
-- ``perplexity``, ``bits_per_byte`` (sliding window over long text), ``token_log_probs``;
+- ``perplexity``, ``bits_per_byte`` of a model on text (sliding window over long text), and
+  ``perplexity_from_loss``, ``bits_per_byte_from_loss`` from a mean loss; ``token_log_probs``;
 - ``bleu`` (sacrebleu's conventions) and ``rouge_l`` (rouge-score's), for generated text;
 - ``accuracy``, ``precision_recall_f1``, ``f1_score`` for labels;
 - ``expected_calibration_error`` and ``reliability_diagram``;
@@ -35,8 +36,10 @@ from llmcourse.eval.multiple_choice import (
 )
 from llmcourse.eval.perplexity import (
     bits_per_byte,
+    bits_per_byte_from_loss,
     perplexity,
     perplexity_from_log_probs,
+    perplexity_from_loss,
     sliding_window_nll,
     token_log_probs,
 )
@@ -55,6 +58,7 @@ __all__ = [
     "StreamTiming",
     "accuracy",
     "bits_per_byte",
+    "bits_per_byte_from_loss",
     "bleu",
     "corpus_rouge_l",
     "expected_calibration_error",
@@ -65,6 +69,7 @@ __all__ = [
     "percentile",
     "perplexity",
     "perplexity_from_log_probs",
+    "perplexity_from_loss",
     "perturb",
     "play_questions",
     "precision_recall_f1",

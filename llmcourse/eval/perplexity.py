@@ -1,10 +1,17 @@
-"""Perplexity: how surprised a language model is by text, on average per token.
+"""Perplexity and bits per byte: how surprised a language model is by text.
 
-    PPL = exp( -(1/N) Σ_t log p(x_t | x_<t) )
+    PPL = exp( -(1/N) Σ_t log p(x_t | x_<t) ) = exp(mean loss in nats/token)
+    BPB = Σ_t −log₂ p(x_t | x_<t) / n_bytes   = mean loss / ln 2 / (bytes per token)
 
-the exponentiated average negative log-likelihood per token: a model as unsure as a uniform
-choice among ``k`` tokens has perplexity ``k``. It depends on the tokenizer (fewer, longer
-tokens give a higher per-token perplexity), so compare models only on the same tokens.
+Perplexity is the exponentiated average negative log-likelihood per token: a model as unsure as
+a uniform choice among ``k`` tokens has perplexity ``k``. It depends on the tokenizer (fewer,
+longer tokens give a higher per-token perplexity), so compare models only on the same tokens.
+Bits per byte is the cost of encoding the text's UTF-8 bytes with the model as an entropy coder;
+it does not depend on the tokenizer (Gao et al. 2020, The Pile, §4).
+
+``perplexity(model, ids)`` and ``bits_per_byte(model, ids, n_bytes)`` score a model on text;
+``perplexity_from_loss`` and ``bits_per_byte_from_loss`` convert a mean loss a training run
+already has (the ``Trainer``'s validation loss), and the model-level ones use them too.
 Text longer than the context is scored in windows of ``block_size`` tokens; with
 ``stride < block_size`` the windows overlap and each token is scored once, with at least
 ``block_size - stride`` tokens of context before it ("sliding window" perplexity). With
@@ -32,7 +39,7 @@ def perplexity(
     ``stride`` to ``block_size`` (no overlap).
     """
     total_nll, count = sliding_window_nll(model, ids, block_size, stride)
-    return math.exp(total_nll / count)
+    return perplexity_from_loss(total_nll / count)
 
 
 def bits_per_byte(
@@ -52,8 +59,23 @@ def bits_per_byte(
     """
     if isinstance(n_bytes, bool) or not isinstance(n_bytes, int) or n_bytes <= 0:
         raise ValueError(f"n_bytes must be a positive int (len(text.encode())), got {n_bytes!r}.")
-    total_nll, _ = sliding_window_nll(model, ids, block_size, stride)
-    return total_nll / (math.log(2) * n_bytes)
+    total_nll, count = sliding_window_nll(model, ids, block_size, stride)
+    return bits_per_byte_from_loss(total_nll / count, n_bytes / count)
+
+
+def perplexity_from_loss(loss: float) -> float:
+    """exp(loss) for a mean loss in nats per token (∞ rather than an overflow error)."""
+    return math.exp(loss) if loss < 700 else math.inf  # exp overflows a float past ~709.8
+
+
+def bits_per_byte_from_loss(loss: float, bytes_per_token: float) -> float:
+    """A mean loss in nats per token → bits per UTF-8 byte: loss / ln 2 / bytes_per_token."""
+    if not bytes_per_token > 0:
+        raise ValueError(
+            f"bytes_per_token must be positive (len(text.encode()) / number of tokens), got "
+            f"{bytes_per_token!r}."
+        )
+    return loss / math.log(2) / bytes_per_token
 
 
 @torch.inference_mode()
@@ -124,4 +146,4 @@ def perplexity_from_log_probs(log_probs: torch.Tensor) -> float:
         raise ValueError(
             "Perplexity of zero tokens is undefined; pass at least one log-probability."
         )
-    return math.exp(-float(log_probs.detach().double().mean()))
+    return perplexity_from_loss(-float(log_probs.detach().double().mean()))

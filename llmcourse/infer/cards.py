@@ -57,7 +57,7 @@ def model_card_rows(names: Sequence[str] | None = None) -> list[dict]:
                 "position": config.position,
                 "norm": f"{config.norm_placement}-{config.norm}",
                 "activation": config.mlp,
-                "attention": attention_kind(config.n_head, config.kv_heads),
+                "attention": attention_kind(config.n_head, config.n_kv_head),
                 "open weights": card.open_weights,
             }
         )
@@ -78,8 +78,8 @@ def kv_cache_rows(
             {
                 "model": zoo.get_card(name).title,
                 "layers": config.n_layer,
-                "kv heads": f"{config.kv_heads}/{config.n_head}",
-                "head dim": config.head_size,
+                "kv heads": f"{config.n_kv_head}/{config.n_head}",
+                "head dim": config.head_dim,
                 "KiB/token": round(per_token / 2**10, 1),
                 "GiB at context": round(per_token * config.context_length / GiB, 2),
                 "context": config.context_length,

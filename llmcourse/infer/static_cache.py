@@ -43,7 +43,7 @@ class StaticKVCache:
             raise ValueError(
                 f"max_len={max_len} exceeds the model's context length {config.context_length}."
             )
-        shape = (batch_size, config.kv_heads, max_len, config.head_size)
+        shape = (batch_size, config.n_kv_head, max_len, config.head_dim)
         self.n_layer = config.n_layer
         self.max_len = max_len
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(self.n_layer)]

@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from llmcourse.config import ModelConfig
 from llmcourse.nn.attention import AttentionImpl, MultiHeadAttention
 from llmcourse.nn.masks import combine_masks
-from llmcourse.nn.positional import absolute_position_embedding, alibi_slopes
+from llmcourse.nn.positional import absolute_position_embedding, alibi_bias
 from llmcourse.utils.checkpoint import load_checkpoint, save_checkpoint
 
 Model = TypeVar("Model", bound="LanguageModel")
@@ -94,9 +94,6 @@ class LanguageModel(nn.Module):
             raise TypeError(f"Expected a ModelConfig, got {type(config).__name__}.")
         self.config = config
         self.gradient_checkpointing = False
-        if config.position == "alibi":
-            slopes = alibi_slopes(config.n_head)[:, None, None]
-            self.register_buffer("alibi_slopes", slopes, persistent=False)
 
     # -- embeddings --------------------------------------------------------------------------
     def add_embeddings(self) -> None:
@@ -168,7 +165,7 @@ class LanguageModel(nn.Module):
         if window is not None and window >= k_len:
             window = None  # every causal key is inside the window: plain causal attention
         if self.config.position == "alibi":
-            bias = self._alibi(q_len, k_len, device)
+            bias = alibi_bias(self.config.n_head, q_len, k_len, device)
         square_or_single = q_len == k_len or q_len == 1
         if attention_mask is None and window is None and bias is None and square_or_single:
             return None, causal and q_len > 1
@@ -186,11 +183,6 @@ class LanguageModel(nn.Module):
         if mask is not None:
             bias = bias.masked_fill(~mask, float("-inf"))
         return bias, False
-
-    def _alibi(self, q_len: int, k_len: int, device: torch.device | None) -> torch.Tensor:
-        query = torch.arange(k_len - q_len, k_len, device=device).unsqueeze(1)
-        key = torch.arange(k_len, device=device).unsqueeze(0)
-        return -self.alibi_slopes * (query - key).abs()  # (n_head, q_len, k_len)
 
     def run_block(self, block: nn.Module, x: torch.Tensor, **kwargs: Any):
         """Call ``block``, through activation checkpointing when it is switched on."""

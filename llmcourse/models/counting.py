@@ -15,15 +15,48 @@ Per layer, with ``d = d_model``, ``h = n_head``, ``g = n_kv_head``, ``k = head_d
 Training costs about ``6N + 12·L·h·k·T`` FLOPs per token: 2 per weight in the forward pass and 4
 in the backward, plus the two attention matmuls (QKᵀ and AV) over a context of ``T`` tokens
 (Kaplan et al. 2020, Table 1; Chowdhery et al. 2022, Appendix B).
+
+Pure arithmetic: importing this module does not import torch (a dtype is a name such as
+``"bfloat16"``, a byte count, or a torch dtype when you have one).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
 
-import torch
-
+from llmcourse import scaling
 from llmcourse.config import ModelConfig
+
+if TYPE_CHECKING:
+    import torch
+
+#: A dtype by name (torch's: ``"float16"``, ``"bfloat16"``; ``"torch.float16"`` too), by bytes
+#: per value (``2``, or ``0.5`` for 4-bit values), or a torch/numpy dtype.
+DType = Union[str, int, float, "torch.dtype"]
+
+#: Bytes per value of the dtypes torch names, so a name needs no torch import.
+DTYPE_BYTES: dict[str, int] = {
+    "float64": 8,
+    "double": 8,
+    "float32": 4,
+    "float": 4,
+    "float16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "float8_e4m3fn": 1,
+    "float8_e5m2": 1,
+    "int64": 8,
+    "long": 8,
+    "int32": 4,
+    "int": 4,
+    "int16": 2,
+    "short": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+}
 
 
 def _linear(n_in: int, n_out: int, bias: bool) -> int:
@@ -31,13 +64,13 @@ def _linear(n_in: int, n_out: int, bias: bool) -> int:
 
 
 def _norm(config: ModelConfig) -> int:
-    return config.d_model * (2 if config.has_norm_bias else 1)
+    return config.d_model * (2 if config.norm_bias else 1)
 
 
 def attention_parameters(config: ModelConfig) -> int:
     """One attention module: the Q, K, V and output projections."""
-    d, q_width = config.d_model, config.n_head * config.head_size
-    kv_width = config.kv_heads * config.head_size
+    d, q_width = config.d_model, config.n_head * config.head_dim
+    kv_width = config.n_kv_head * config.head_dim
     return (
         _linear(d, q_width, config.bias)
         + 2 * _linear(d, kv_width, config.bias)
@@ -47,7 +80,7 @@ def attention_parameters(config: ModelConfig) -> int:
 
 def mlp_parameters(config: ModelConfig, *, active: bool = False) -> int:
     """One feed-forward block; with experts, all of them (or the ``active`` top-k) + router."""
-    d, f = config.d_model, config.ffn_dim
+    d, f = config.d_model, config.d_ff
     dense = (2 if config.gated_mlp else 1) * _linear(d, f, config.bias) + _linear(f, d, config.bias)
     if not config.n_expert:
         return dense
@@ -99,7 +132,7 @@ def count_parameters(config: ModelConfig, *, active: bool = False) -> int:
                 total += config.vocab_size * config.d_model
     else:
         total += config.n_layer * layer_parameters(config, active=active)
-        total += config.decoder_layers * layer_parameters(
+        total += config.n_decoder_layer * layer_parameters(
             config, cross_attention=True, active=active
         )
         total += 2 * (relative + final_norm)
@@ -121,6 +154,7 @@ def flops_per_token(
     lookups (which are not matmuls), plus the output layer (counted even when tied), with only
     the active experts of a mixture. ``T`` is ``seq_len`` (default: the context length). This is
     PaLM's "model FLOPs" for MFU (Chowdhery et al. 2022, App. B); norms and softmax are ignored.
+    The formula is ``llmcourse.scaling.flops_per_token``; this finds ``N`` and the shape.
     """
     seq_len = config.context_length if seq_len is None else seq_len
     n = count_parameters(config, active=True) - embedding_parameters(config)
@@ -128,28 +162,45 @@ def flops_per_token(
     if config.tie_embeddings and has_output_layer:
         n += config.vocab_size * config.d_model  # the tied output matmul still happens
     layers = config.n_layer + (
-        config.decoder_layers if config.architecture == "encoder-decoder" else 0
+        config.n_decoder_layer if config.architecture == "encoder-decoder" else 0
     )
-    attention = layers * config.n_head * config.head_size * seq_len if include_attention else 0
-    per_weight, per_attention = (6, 12) if training else (2, 4)
-    return per_weight * n + per_attention * attention
+    shape = (layers, config.n_head, config.head_dim, seq_len) if include_attention else ()
+    return round(scaling.flops_per_token(n, *shape, training=training))
 
 
-def dtype_bytes(dtype: torch.dtype | str) -> int:
-    """Bytes per element: ``torch.float16`` or ``"float16"`` → 2."""
+def dtype_bytes(dtype: DType) -> int | float:
+    """Bytes per value: ``"float16"``, ``"torch.float16"``, ``2`` or ``torch.float16`` → 2.
+
+    A byte count passes through (``0.5`` for 4-bit values); a torch or numpy dtype gives its
+    ``itemsize``. Names are looked up in ``DTYPE_BYTES``, so no torch import is needed.
+    """
+    if isinstance(dtype, bool):
+        raise TypeError(f"dtype must be a name, a byte count or a torch dtype, got {dtype!r}.")
+    if isinstance(dtype, (int, float)):
+        if not dtype > 0:
+            raise ValueError(f"A dtype given as bytes per value must be positive, got {dtype!r}.")
+        return dtype
     if isinstance(dtype, str):
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"Unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16', 'int8'.")
-        dtype = resolved
-    return dtype.itemsize
+        size = DTYPE_BYTES.get(dtype.removeprefix("torch."))
+        if size is None:
+            raise ValueError(
+                f"Unknown dtype {dtype!r}; use a torch dtype name ({', '.join(DTYPE_BYTES)}) or "
+                "the bytes per value, e.g. 0.5 for 4-bit."
+            )
+        return size
+    itemsize = getattr(dtype, "itemsize", None)  # torch.dtype and numpy.dtype both have it
+    if isinstance(itemsize, int) and itemsize > 0:
+        return itemsize
+    raise TypeError(
+        f"dtype must be a name such as 'float16', a byte count or a torch dtype, got {dtype!r}."
+    )
 
 
 def kv_cache_bytes(
     config: ModelConfig,
     seq_len: int,
     batch_size: int = 1,
-    dtype: torch.dtype | str = torch.float16,
+    dtype: DType = "float16",
 ) -> int:
     """Bytes of a full KV cache: ``2 · L · n_kv_head · head_dim · seq_len · batch · bytes``.
 
@@ -161,9 +212,9 @@ def kv_cache_bytes(
         raise ValueError("Encoder-only models generate nothing and keep no KV cache.")
     if seq_len < 0 or batch_size <= 0:
         raise ValueError(f"Need seq_len >= 0 and batch_size > 0, got {seq_len}, {batch_size}.")
-    layers = config.decoder_layers if config.architecture == "encoder-decoder" else config.n_layer
-    per_token = 2 * layers * config.kv_heads * config.head_size * dtype_bytes(dtype)
-    return per_token * seq_len * batch_size
+    layers = config.n_decoder_layer if config.architecture == "encoder-decoder" else config.n_layer
+    values = 2 * layers * config.n_kv_head * config.head_dim * seq_len * batch_size
+    return math.ceil(values * dtype_bytes(dtype))
 
 
 @dataclass(frozen=True)
@@ -182,10 +233,10 @@ def inference_memory(
     config: ModelConfig,
     seq_len: int,
     batch_size: int = 1,
-    dtype: torch.dtype | str = torch.float16,
+    dtype: DType = "float16",
 ) -> InferenceMemory:
     """Weights (all parameters, in ``dtype``) plus a full KV cache for ``batch_size`` sequences."""
-    weights = count_parameters(config) * dtype_bytes(dtype)
+    weights = math.ceil(count_parameters(config) * dtype_bytes(dtype))
     cache = (
         0
         if config.architecture == "encoder"

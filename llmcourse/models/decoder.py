@@ -42,7 +42,7 @@ class DecoderLM(LanguageModel):
         super().__init__(config)
         self.add_embeddings()
         if config.position == "rope":
-            self.rotary = RotaryEmbedding(config.head_size, config.rope_theta)
+            self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta)
         elif config.position == "relative":
             self.relative_bias = RelativePositionBias(
                 config.n_head,
@@ -55,7 +55,7 @@ class DecoderLM(LanguageModel):
         # Post-norm layers end on a norm already; pre-norm stacks need one before the head.
         if config.norm_placement == "pre":
             self.final_norm = make_norm(
-                config.norm, config.d_model, config.norm_eps, config.has_norm_bias
+                config.norm, config.d_model, config.norm_eps, config.norm_bias
             )
         else:
             self.final_norm = nn.Identity()

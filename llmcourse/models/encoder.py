@@ -30,7 +30,7 @@ class MaskedLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = ACTIVATIONS.get(config.mlp, ACTIVATIONS["gelu"])
-        self.norm = make_norm(config.norm, config.d_model, config.norm_eps, config.has_norm_bias)
+        self.norm = make_norm(config.norm, config.d_model, config.norm_eps, config.norm_bias)
         self.decoder = nn.Linear(config.d_model, config.vocab_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ class EncoderLM(LanguageModel):
                 f"{config.position!r}."
             )
         super().__init__(config)
-        norm_args = (config.norm, config.d_model, config.norm_eps, config.has_norm_bias)
+        norm_args = (config.norm, config.d_model, config.norm_eps, config.norm_bias)
         self.add_embeddings()
         if config.type_vocab_size:
             self.embed_token_types = nn.Embedding(config.type_vocab_size, config.d_model)

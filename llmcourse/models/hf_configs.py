@@ -142,11 +142,11 @@ def transformers_family(config: ModelConfig) -> str:
     need(config.norm_placement == "pre", "pre-norm")
     if config.position == "learned":
         need(config.norm == "layernorm" and config.mlp in GPT2_ACTIVATIONS_BACK, "GPT-2 layout")
-        need(config.kv_heads == config.n_head and config.bias, "GPT-2 layout (MHA, biases)")
-        need(config.head_size * config.n_head == config.d_model, "GPT-2 layout")
+        need(config.n_kv_head == config.n_head and config.bias, "GPT-2 layout (MHA, biases)")
+        need(config.head_dim * config.n_head == config.d_model, "GPT-2 layout")
         return "gpt2"
     need(config.position == "rope" and config.norm == "rmsnorm", "LLaMA layout")
-    need(config.mlp == "swiglu" and not config.has_norm_bias, "LLaMA layout")
+    need(config.mlp == "swiglu" and not config.norm_bias, "LLaMA layout")
     return "mistral" if config.sliding_window else "llama"
 
 
@@ -162,7 +162,7 @@ def hf_config(config: ModelConfig):
             n_embd=config.d_model,
             n_layer=config.n_layer,
             n_head=config.n_head,
-            n_inner=config.ffn_dim,
+            n_inner=config.d_ff,
             activation_function=GPT2_ACTIVATIONS_BACK[config.mlp],
             layer_norm_epsilon=config.norm_eps,
             resid_pdrop=0.0,
@@ -180,11 +180,11 @@ def hf_config(config: ModelConfig):
         return cls(
             vocab_size=config.vocab_size,
             hidden_size=config.d_model,
-            intermediate_size=config.ffn_dim,
+            intermediate_size=config.d_ff,
             num_hidden_layers=config.n_layer,
             num_attention_heads=config.n_head,
-            num_key_value_heads=config.kv_heads,
-            head_dim=config.head_size,
+            num_key_value_heads=config.n_kv_head,
+            head_dim=config.head_dim,
             max_position_embeddings=config.context_length,
             rms_norm_eps=config.norm_eps,
             rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
@@ -197,7 +197,7 @@ def hf_config(config: ModelConfig):
             hidden_size=config.d_model,
             num_hidden_layers=config.n_layer,
             num_attention_heads=config.n_head,
-            intermediate_size=config.ffn_dim,
+            intermediate_size=config.d_ff,
             hidden_act={"gelu_tanh": "gelu_new"}.get(config.mlp, config.mlp),
             max_position_embeddings=config.context_length,
             type_vocab_size=config.type_vocab_size,
@@ -209,10 +209,10 @@ def hf_config(config: ModelConfig):
     return tf.T5Config(
         vocab_size=config.vocab_size,
         d_model=config.d_model,
-        d_kv=config.head_size,
-        d_ff=config.ffn_dim,
+        d_kv=config.head_dim,
+        d_ff=config.d_ff,
         num_layers=config.n_layer,
-        num_decoder_layers=config.decoder_layers,
+        num_decoder_layers=config.n_decoder_layer,
         num_heads=config.n_head,
         relative_attention_num_buckets=config.relative_buckets,
         relative_attention_max_distance=config.relative_max_distance,

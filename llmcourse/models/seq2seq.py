@@ -41,7 +41,7 @@ class Stack(nn.Module):
         )
         if config.norm_placement == "pre":
             self.final_norm = make_norm(
-                config.norm, config.d_model, config.norm_eps, config.has_norm_bias
+                config.norm, config.d_model, config.norm_eps, config.norm_bias
             )
         else:
             self.final_norm = nn.Identity()
@@ -69,7 +69,7 @@ class Seq2SeqLM(LanguageModel):
         self.add_embeddings()
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
         self.encoder = Stack(config, config.n_layer, decoder=False)
-        self.decoder = Stack(config, config.decoder_layers, decoder=True)
+        self.decoder = Stack(config, config.n_decoder_layer, decoder=True)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
         if config.tie_embeddings:
@@ -86,7 +86,13 @@ class Seq2SeqLM(LanguageModel):
         )
         bias = self.encoder.relative_bias(seq, seq) if self.config.position == "relative" else None
         mask, _ = self.attention_inputs(
-            seq, seq, causal=False, attention_mask=attention_mask, bias=bias, dtype=x.dtype
+            seq,
+            seq,
+            causal=False,
+            attention_mask=attention_mask,
+            bias=bias,
+            dtype=x.dtype,
+            device=input_ids.device,
         )
         for block in self.encoder.blocks:
             x, _, _ = self.run_block(block, x, mask=mask)

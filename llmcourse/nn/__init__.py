@@ -1,5 +1,12 @@
 """Transformer building blocks: attention and masks, positions, norms, MLPs, blocks, MoE, KV cache.
 
+- ``attention``: scaled dot-product attention (explicit and fused), ``MultiHeadAttention``
+  (MHA, GQA, MQA); ``masks``: causal, padding, prefix-LM and sliding-window masks;
+- ``positional``: sinusoidal, learned, RoPE, ALiBi and T5's relative bias;
+- ``norms`` (LayerNorm, RMSNorm), ``feedforward`` (GELU MLP, SwiGLU/GeGLU), ``moe`` (top-k
+  mixture of experts), ``blocks`` (``TransformerBlock``: pre-, post-norm, parallel);
+- ``kv_cache``: ``KVCache``, the keys and values a decoder keeps between steps.
+
 Everything here is plain PyTorch (``nn.Module`` and functions on tensors); ``llmcourse.models``
 assembles these pieces into GPT-, LLaMA-, BERT- and T5-style models from a ``ModelConfig``.
 """

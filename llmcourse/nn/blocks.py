@@ -27,8 +27,8 @@ def _attention(config: ModelConfig) -> MultiHeadAttention:
     return MultiHeadAttention(
         config.d_model,
         config.n_head,
-        config.kv_heads,
-        config.head_size,
+        config.n_kv_head,
+        config.head_dim,
         bias=config.bias,
         dropout=config.dropout,
         scale_scores=config.scale_attention,
@@ -44,7 +44,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, config: ModelConfig, *, cross_attention: bool = False) -> None:
         super().__init__()
-        norm_bias = config.has_norm_bias
+        norm_bias = config.norm_bias
 
         def norm() -> nn.Module:
             return make_norm(config.norm, config.d_model, config.norm_eps, norm_bias)
@@ -65,14 +65,14 @@ class TransformerBlock(nn.Module):
         if config.n_expert:
             self.mlp = MixtureOfExperts(
                 config.d_model,
-                config.ffn_dim,
+                config.d_ff,
                 config.n_expert,
                 config.n_expert_active,
                 config.mlp,
                 config.bias,
             )
         else:
-            self.mlp = make_mlp(config.mlp, config.d_model, config.ffn_dim, config.bias)
+            self.mlp = make_mlp(config.mlp, config.d_model, config.d_ff, config.bias)
         self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
 
     def forward(

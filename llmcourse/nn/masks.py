@@ -53,14 +53,35 @@ def sliding_window_mask(
 
 
 def prefix_lm_mask(
-    q_len: int, prefix_len: int, k_len: int | None = None, device: torch.device | None = None
+    q_len: int,
+    prefix_len: int | torch.Tensor,
+    k_len: int | None = None,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
-    """``(q_len, k_len)``: the first ``prefix_len`` positions attend to each other freely, the
-    rest causally (Raffel et al. 2020, Fig. 3; Dong et al. 2019)."""
-    if prefix_len < 0:
-        raise ValueError(f"prefix_len must be >= 0, got {prefix_len}.")
-    query, key = _positions(q_len, q_len if k_len is None else k_len, device)
-    return (key <= query) | (key < prefix_len)
+    """Prefix LM: the first ``prefix_len`` positions attend to each other freely, the rest
+    causally (Raffel et al. 2020, §3.2.1, Fig. 3; Dong et al. 2019, UniLM).
+
+    One decoder-only stack thus reads its input (the prefix) bidirectionally, like an encoder,
+    and still generates the continuation left to right. An int ``prefix_len`` gives one
+    ``(q_len, k_len)`` mask; a tensor of per-sequence lengths ``(batch,)`` gives
+    ``(batch, 1, q_len, k_len)``.
+    """
+    k_len = q_len if k_len is None else k_len
+    if isinstance(prefix_len, torch.Tensor):
+        lengths = prefix_len.reshape(-1, 1, 1)  # (batch, 1, 1)
+        device = lengths.device if device is None else device
+        out_of_range = bool(((lengths < 0) | (lengths > k_len)).any())
+    else:
+        lengths = prefix_len
+        out_of_range = isinstance(prefix_len, bool) or not 0 <= prefix_len <= k_len
+    if out_of_range:
+        raise ValueError(
+            f"prefix_len must lie in [0, k_len={k_len}] (a prefix inside the sequence), got "
+            f"{prefix_len}."
+        )
+    query, key = _positions(q_len, k_len, device)
+    mask = (key <= query) | (key < lengths)  # (q_len, k_len) or (batch, q_len, k_len)
+    return mask.unsqueeze(1) if mask.dim() == 3 else mask
 
 
 def padding_mask(attention_mask: torch.Tensor, q_len: int | None = None) -> torch.Tensor:

@@ -160,13 +160,20 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     return torch.tensor(slopes)
 
 
-def alibi_bias(n_head: int, q_len: int, k_len: int | None = None) -> torch.Tensor:
-    """``(n_head, q_len, k_len)`` additive scores ``-m_h · |i - j|`` (queries end-aligned)."""
+def alibi_bias(
+    n_head: int, q_len: int, k_len: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """``(n_head, q_len, k_len)`` additive scores ``-m_h · |i - j|`` (queries end-aligned).
+
+    Query ``i`` sits at absolute position ``k_len - q_len + i`` (after cached keys). Added to
+    every layer's attention scores in place of position embeddings; under a causal mask only
+    keys ``j ≤ i`` remain, where the bias is ``-m_h · (i - j)`` (Press et al. 2022, §3).
+    """
     k_len = q_len if k_len is None else k_len
-    query = torch.arange(k_len - q_len, k_len).unsqueeze(1)
-    key = torch.arange(k_len).unsqueeze(0)
+    query = torch.arange(k_len - q_len, k_len, device=device).unsqueeze(1)
+    key = torch.arange(k_len, device=device).unsqueeze(0)
     distance = (query - key).abs().float()
-    return -alibi_slopes(n_head)[:, None, None] * distance
+    return -alibi_slopes(n_head).to(device)[:, None, None] * distance
 
 
 # ---------------------------------------------------------------------------------------------

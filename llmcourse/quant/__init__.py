@@ -2,10 +2,11 @@
 
 - ``llmcourse.quant.functional``: absmax and zero-point quantization per tensor, channel or
   group; int4 packing; ``sqnr``;
-- ``Int8Linear`` / ``Int4Linear``: weight-only layers that store 1 byte / half a byte per weight;
-- ``LLMInt8Linear``: int8 matmuls with dynamic activation quantization and LLM.int8()'s
-  outlier decomposition (Dettmers et al. 2022);
-- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``weight_sqnr``.
+- ``Int8Linear`` / ``Int4Linear`` (``linear``): weight-only layers that store 1 byte / half a
+  byte per weight;
+- ``LLMInt8Linear`` (``llm_int8``): int8 matmuls with dynamic activation quantization and
+  LLM.int8()'s outlier decomposition (Dettmers et al. 2022);
+- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``weight_sqnr`` (``model``).
 """
 
 from llmcourse.quant.functional import (

@@ -108,17 +108,26 @@ def get_accelerator(name: str | Accelerator) -> Accelerator:
 
 
 def flops_per_token(
-    n_params: float, n_layer: int = 0, n_head: int = 0, head_dim: int = 0, seq_len: int = 0
+    n_params: float,
+    n_layer: int = 0,
+    n_head: int = 0,
+    head_dim: int = 0,
+    seq_len: int = 0,
+    *,
+    training: bool = True,
 ) -> float:
     """Training FLOPs per token, 6N + 12·L·H·Q·T (Chowdhery et al. 2022, Appendix B).
 
     6N covers the matrix multiplies with weights (forward 2N, backward 4N); 12·L·H·Q·T adds the
     attention scores and their use (L layers, H heads of size Q, sequence length T). Leave the
-    shape at 0 for the 6N estimate that ``training_flops`` uses.
+    shape at 0 for the 6N estimate that ``training_flops`` uses. ``training=False`` counts the
+    forward pass alone, 2N + 4·L·H·Q·T. For a ``ModelConfig``,
+    ``llmcourse.models.counting.flops_per_token(config)`` finds N and the shape and calls this.
     """
     check_positive(n_params=n_params)
     check_non_negative(n_layer=n_layer, n_head=n_head, head_dim=head_dim, seq_len=seq_len)
-    return 6.0 * n_params + 12.0 * n_layer * n_head * head_dim * seq_len
+    per_weight, per_attention = (6.0, 12.0) if training else (2.0, 4.0)
+    return per_weight * n_params + per_attention * n_layer * n_head * head_dim * seq_len
 
 
 def model_flops_utilization(

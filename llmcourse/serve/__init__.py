@@ -13,8 +13,9 @@ torch or FastAPI.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmcourse.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "BatchingEngine": "engine",
@@ -59,7 +60,4 @@ if TYPE_CHECKING:
     from llmcourse.serve.server import run_server
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'llmcourse.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"llmcourse.serve.{_EXPORTS[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

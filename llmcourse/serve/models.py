@@ -70,10 +70,11 @@ def load_served_model(
 ) -> tuple[torch.nn.Module, HFTextCodec]:
     """``(model, codec)`` for ``name`` in ``MODELS``; ``quantize``: a ``quant.quantize`` scheme."""
     from llmcourse.models.hf import load_smollm2
+    from llmcourse.pretrained import smollm2_tokenizer
 
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}.")
-    model, tokenizer = load_smollm2() if name == "smollm2" else (None, _smollm2_tokenizer())
+    model, tokenizer = load_smollm2() if name == "smollm2" else (None, smollm2_tokenizer())
     if model is None:
         model = tiny_model(len(tokenizer))
     if quantize is not None:
@@ -81,12 +82,3 @@ def load_served_model(
 
         model = quantize_model(model, scheme=quantize)
     return model.eval(), HFTextCodec(tokenizer)
-
-
-def _smollm2_tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    from llmcourse.pretrained import _quiet_transformers, smollm2_dir
-
-    with _quiet_transformers():
-        return AutoTokenizer.from_pretrained(smollm2_dir(), local_files_only=True)

@@ -16,6 +16,7 @@ and ``ppo_trainer`` (the loop), ``dpo``; ``logprobs`` is what they share. ``tiny
 base model they start from: the ``presets`` model, pretrained once and cached.
 """
 
+from llmcourse.nn.masks import prefix_lm_mask
 from llmcourse.train.checkpoints import model_from_checkpoint
 from llmcourse.train.config import TrainConfig
 from llmcourse.train.distill import distillation_loss
@@ -26,7 +27,6 @@ from llmcourse.train.objectives import (
     causal_lm_loss,
     masked_lm_loss,
     prefix_lm_labels,
-    prefix_lm_mask,
     seq2seq_lm_loss,
     shift_right,
     smoothed_cross_entropy,

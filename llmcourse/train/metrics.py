@@ -1,18 +1,12 @@
-"""Numbers a training run reports: perplexity, bits per byte, throughput and MFU.
+"""Numbers a training run reports about its hardware: FLOPs per token, the accelerator, MFU.
 
-- **Perplexity** = exp(loss in nats/token): the number of equally likely tokens the model is
-  as unsure as. It depends on the tokenizer, so two models with different vocabularies cannot
-  be compared by it.
-- **Bits per byte** = loss / ln 2 × tokens / bytes: the cost of encoding the text's UTF-8 bytes
-  with the model as an entropy coder. It does not depend on the tokenizer, so a character model
-  and a BPE model can be compared (used by the Pile, Gao et al. 2020, and by Chinchilla).
-- **MFU** (Chowdhery et al. 2022, App. B): model FLOPs per second over the hardware's peak;
-  ``llmcourse.scaling.model_flops_utilization`` does the arithmetic, this module finds the peak.
+**MFU** (Chowdhery et al. 2022, App. B): model FLOPs per second over the hardware's peak;
+``llmcourse.scaling.model_flops_utilization`` does the arithmetic, this module finds the peak.
+Perplexity and bits per byte of a loss are ``llmcourse.eval.perplexity_from_loss`` and
+``bits_per_byte_from_loss``.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -20,18 +14,6 @@ from torch import nn
 from llmcourse.config import ModelConfig
 from llmcourse.models.counting import flops_per_token
 from llmcourse.scaling import ACCELERATORS, model_flops_utilization
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss) for a loss in nats per token (∞ rather than an overflow error)."""
-    return math.exp(loss) if loss < 700 else math.inf
-
-
-def bits_per_byte(loss: float, bytes_per_token: float) -> float:
-    """Loss in nats/token → bits per UTF-8 byte: loss / ln 2 / bytes_per_token."""
-    if bytes_per_token <= 0:
-        raise ValueError(f"bytes_per_token must be positive, got {bytes_per_token}.")
-    return loss / math.log(2) / bytes_per_token
 
 
 def model_training_flops_per_token(model: nn.Module, seq_len: int) -> float:

@@ -168,28 +168,12 @@ def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tenso
     return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
 
 
-def prefix_lm_mask(prefix_lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Attention mask of a prefix LM: ``(batch, 1, seq, seq)``, True where a query may attend.
-
-    Positions inside the prefix see the whole prefix (both directions, like an encoder);
-    positions after it see the prefix and the tokens to their left (like a decoder). One
-    decoder-only stack thus reads its input bidirectionally and still generates left to right
-    (Dong et al. 2019, UniLM; Raffel et al. 2020, §3.2.1, Fig. 3).
-    """
-    prefix_lengths = torch.as_tensor(prefix_lengths).reshape(-1)
-    if (prefix_lengths < 0).any() or (prefix_lengths > seq_len).any():
-        raise ValueError(f"prefix lengths must lie in [0, {seq_len}], got {prefix_lengths}.")
-    positions = torch.arange(seq_len, device=prefix_lengths.device)
-    causal = positions[None, :] <= positions[:, None]  # (seq, seq): key ≤ query
-    in_prefix = positions[None, :] < prefix_lengths[:, None]  # (batch, seq): key in the prefix
-    return (causal[None] | in_prefix[:, None, :]).unsqueeze(1)
-
-
 def prefix_lm_labels(input_ids: torch.Tensor, prefix_lengths: torch.Tensor) -> torch.Tensor:
     """Labels for ``causal_lm_loss`` that score only the continuation: -100 over each prefix.
 
     The token right after the prefix is a target (predicted from the last prefix position);
-    the prefix tokens are inputs the model conditions on, not text it must produce.
+    the prefix tokens are inputs the model conditions on, not text it must produce. The
+    matching attention mask is ``llmcourse.nn.masks.prefix_lm_mask``.
     """
     prefix_lengths = torch.as_tensor(prefix_lengths).reshape(-1, 1)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]

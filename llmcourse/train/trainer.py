@@ -34,6 +34,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from llmcourse.eval.perplexity import bits_per_byte_from_loss, perplexity_from_loss
 from llmcourse.models.base import LanguageModel
 from llmcourse.train import metrics
 from llmcourse.train.batches import ShardedBatches, curriculum_length, truncate_batch
@@ -276,9 +277,9 @@ class Trainer:
             dist.all_reduce(totals)
         self.model.train()
         val_loss = (totals[0] / totals[1].clamp(min=1)).item()
-        result = {"val_loss": val_loss, "val_perplexity": metrics.perplexity(val_loss)}
+        result = {"val_loss": val_loss, "val_perplexity": perplexity_from_loss(val_loss)}
         if self.config.bytes_per_token:
-            result["val_bits_per_byte"] = metrics.bits_per_byte(
+            result["val_bits_per_byte"] = bits_per_byte_from_loss(
                 val_loss, self.config.bytes_per_token
             )
         return result

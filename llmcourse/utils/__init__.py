@@ -1,13 +1,21 @@
 """Devices, seeds, paths, checkpoints and logging: what every other part of llmcourse stands on.
 
+- ``devices``: ``device()`` (cuda > mps > cpu, ``LLMCOURSE_DEVICE``), ``autocast_dtype``;
+- ``seed``: ``seed_everything``, ``rng_state`` / ``set_rng_state``;
+- ``paths``: ``cache_dir``, ``home_dir``, ``repo_root``;
+- ``checkpoint``: atomic safetensors + JSON checkpoints (``save_checkpoint``, ``load_checkpoint``);
+- ``logging`` (``get_logger``), ``modes`` (``eval_mode``), ``runlog`` (``RunLog``, JSON lines),
+  ``distributed`` (``init_distributed``, ``DistributedContext``), ``lazy`` (``lazy_exports``).
+
 Names are loaded on first use (PEP 562), so ``llmcourse.utils.paths`` is usable without paying
 for ``import torch`` (the grader and the CLI start faster that way).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmcourse.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "load_checkpoint": "checkpoint",
@@ -58,9 +66,4 @@ if TYPE_CHECKING:
     from llmcourse.utils.seed import rng_state, seed_everything, set_rng_state
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'llmcourse.utils' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"llmcourse.utils.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 from llmcourse import embeddings, pretrained
+from llmcourse.embeddings import WordVectors
 from llmcourse.ethics import CALISKAN_TESTS
 from llmcourse.ethics import weat_effect_size as reference_effect_size
 from llmcourse.grading.api import Namespace, assert_close, exercise_test
 from llmcourse.ngram import NGramLM, tokenize_lines
-from llmcourse.pretrained import WordVectors
 
 # ---- 02.cosine_similarity -----------------------------------------------------------------------
 

@@ -160,8 +160,8 @@ def int4_groups_match_the_package(ns: Namespace) -> None:
 @exercise_test(
     "10.kv_cache_bytes",
     points=2,
-    hint="2 (keys and values) * n_layer * config.kv_heads * config.head_size * seq_len * "
-    "batch_size * bytes per value (dtype.itemsize). Use kv_heads, not n_head: GQA stores fewer.",
+    hint="2 (keys and values) * n_layer * config.n_kv_head * config.head_dim * seq_len * "
+    "batch_size * bytes per value (dtype.itemsize). Use n_kv_head, not n_head: GQA stores fewer.",
 )
 def kv_cache_bytes_matches_the_package(ns: Namespace) -> None:
     mine = ns.function("kv_cache_bytes")
