@@ -45,6 +45,7 @@ Optional parts (defaults here do nothing):
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -142,3 +143,56 @@ class LanguageModelTask(Task):
             return loss, {}
         weighted_aux = aux * self.count(batch)  # a sum over tokens, like the loss
         return loss + self.aux_loss_weight * weighted_aux, {"aux_loss": weighted_aux.detach()}
+
+
+def check_task(task: Task | None, config: Any, train_data: Any) -> Task:
+    """The task a ``Trainer`` runs (``config``'s language model by default), checked against
+    the ``TrainConfig`` and the data."""
+    if task is None:
+        task = LanguageModelTask.from_config(config)
+    elif not isinstance(task, Task):
+        raise TypeError(
+            f"task must be a llmcourse.train.tasks.Task, got {type(task).__name__}: subclass "
+            "Task and define count(batch) and loss(model, batch)."
+        )
+    elif config.objective != "causal" or config.label_smoothing:
+        raise ValueError(
+            "TrainConfig.objective and label_smoothing configure the default language-model "
+            f"task; with task={type(task).__name__} leave them at their defaults."
+        )
+    is_causal_lm = isinstance(task, LanguageModelTask) and task.objective == "causal"
+    if config.seq_len_warmup_steps and not is_causal_lm:
+        raise ValueError("The sequence-length curriculum cuts causal-LM batches only.")
+    if task.has_rollout and train_data is not None:
+        raise ValueError(
+            f"{type(task).__name__} samples its own data with rollout(model): pass no train_data."
+        )
+    if not task.has_rollout and train_data is None:
+        raise ValueError("Pass train_data (a dataset), or a task with a rollout step.")
+    return task
+
+
+def place_frozen_models(task: Task, model: nn.Module, device: torch.device) -> dict[str, nn.Module]:
+    """Put the task's frozen models on the device in eval mode; refuse one that shares a
+    parameter with the trained model (it would be trained after all)."""
+    frozen = task.frozen_models()
+    trained = {id(p) for p in model.parameters()}
+    for name, module in frozen.items():
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"frozen model {name!r} must be an nn.Module, got {type(module)}.")
+        if any(id(p) in trained for p in module.parameters()):
+            raise ValueError(
+                f"The frozen {name} model shares parameters with the model being trained; give "
+                "the task a copy (copy.deepcopy(model)) so that it stays fixed."
+            )
+        module.to(device).eval()
+    return frozen
+
+
+def fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's weights (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -39,7 +39,6 @@ Build the model after seeding every process the same way (``seed_everything``), 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -70,7 +69,7 @@ from llmcourse.train.parallel import (
 from llmcourse.train.rollouts import RolloutBatches
 from llmcourse.train.schedule import lr_lambda
 from llmcourse.train.stopping import StopRequest
-from llmcourse.train.tasks import LanguageModelTask, Task
+from llmcourse.train.tasks import Task, check_task, fingerprint, place_frozen_models
 from llmcourse.utils.checkpoint import load_checkpoint, save_checkpoint
 from llmcourse.utils.devices import autocast_dtype
 from llmcourse.utils.distributed import DistributedContext, init_distributed
@@ -121,13 +120,13 @@ class Trainer:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
         self.config, self.on_log = config, on_log
-        self.task = _check_task(task, config, train_data)
+        self.task = check_task(task, config, train_data)
         self.ctx = ctx or init_distributed()
         self.amp_dtype = self._autocast_dtype()
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.ctx.device.type) if use_scaler else None
         model.to(self.ctx.device)
-        self.frozen = _place_frozen(self.task, model, self.ctx.device)
+        self.frozen = place_frozen_models(self.task, model, self.ctx.device)
         self._fingerprints: dict[str, str] | None = None  # of the frozen models, once computed
         if config.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
@@ -164,7 +163,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         self.log: RunLog | None = None  # open while fit runs (rank 0, with an out_dir)
-        self.stop = StopRequest()  # set by SIGINT/SIGTERM or by reaching target_val_loss
+        self.stop = StopRequest()  # set by SIGINT/SIGTERM, target_val_loss or max_seconds
 
     # -- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> dict[str, Any]:
@@ -445,8 +444,8 @@ class Trainer:
                 "same number of processes (or load only state['model'] into a fresh model)."
             )
         saved = extra.get("frozen_models") or {}
-        for name, fingerprint in self._frozen_fingerprints().items():
-            if name in saved and saved[name] != fingerprint:
+        for name, digest in self._frozen_fingerprints().items():
+            if name in saved and saved[name] != digest:
                 raise ValueError(
                     f"The frozen {name} model differs from the one {path} was trained with "
                     "(its weights' fingerprint changed): resume with the same model."
@@ -494,9 +493,7 @@ class Trainer:
     def _frozen_fingerprints(self) -> dict[str, str]:
         """SHA-256 of each frozen model's weights (computed once: they never change)."""
         if self._fingerprints is None:
-            self._fingerprints = {
-                name: _fingerprint(module) for name, module in self.frozen.items()
-            }
+            self._fingerprints = {name: fingerprint(module) for name, module in self.frozen.items()}
         return self._fingerprints
 
     # -- helpers --------------------------------------------------------------------------------
@@ -527,57 +524,6 @@ class Trainer:
         bar.set_postfix(shown, refresh=False)
         if self.on_log is not None:
             self.on_log(record)
-
-
-def _check_task(task: Task | None, config: TrainConfig, train_data: Dataset | None) -> Task:
-    """The task to run (the config's language model by default), checked against the data."""
-    if task is None:
-        task = LanguageModelTask.from_config(config)
-    elif not isinstance(task, Task):
-        raise TypeError(
-            f"task must be a llmcourse.train.tasks.Task, got {type(task).__name__}: subclass "
-            "Task and define count(batch) and loss(model, batch)."
-        )
-    elif config.objective != "causal" or config.label_smoothing:
-        raise ValueError(
-            "TrainConfig.objective and label_smoothing configure the default language-model "
-            f"task; with task={type(task).__name__} leave them at their defaults."
-        )
-    is_causal_lm = isinstance(task, LanguageModelTask) and task.objective == "causal"
-    if config.seq_len_warmup_steps and not is_causal_lm:
-        raise ValueError("The sequence-length curriculum cuts causal-LM batches only.")
-    if task.has_rollout and train_data is not None:
-        raise ValueError(
-            f"{type(task).__name__} samples its own data with rollout(model): pass no train_data."
-        )
-    if not task.has_rollout and train_data is None:
-        raise ValueError("Pass train_data (a dataset), or a task with a rollout step.")
-    return task
-
-
-def _place_frozen(task: Task, model: nn.Module, device: torch.device) -> dict[str, nn.Module]:
-    """Put the task's frozen models on the device in eval mode; refuse one that shares a
-    parameter with the trained model (it would be trained after all)."""
-    frozen = task.frozen_models()
-    trained = {id(p) for p in model.parameters()}
-    for name, module in frozen.items():
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"frozen model {name!r} must be an nn.Module, got {type(module)}.")
-        if any(id(p) in trained for p in module.parameters()):
-            raise ValueError(
-                f"The frozen {name} model shares parameters with the model being trained; give "
-                "the task a copy (copy.deepcopy(model)) so that it stays fixed."
-            )
-        module.to(device).eval()
-    return frozen
-
-
-def _fingerprint(module: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:
