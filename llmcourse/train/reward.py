@@ -155,8 +155,8 @@ class RewardModelTask(Task):
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, Metrics]:
-        chosen = _rewards(model, batch, "chosen")
-        rejected = _rewards(model, batch, "rejected")
+        chosen = _rewards(model, batch, "chosen").float()  # float32 under autocast too
+        rejected = _rewards(model, batch, "rejected").float()
         loss = bradley_terry_loss(chosen, rejected, reduction="sum")
         return loss, {"accuracy": (chosen > rejected).detach().sum()}
 
