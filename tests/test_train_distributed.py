@@ -180,3 +180,23 @@ def test_fsdp_in_bf16_trains_close_to_fp32(single, tmp_path):
     saved = load_checkpoint(tmp_path / CHECKPOINT)
     assert {t.dtype for t in saved["model"].values()} == {torch.float32}  # fp32 master weights
     assert saved["extra"]["train_config"]["mixed_precision"] == "bf16"
+
+
+def _run_worker(*command: str) -> dict:
+    run = subprocess.run(list(command), capture_output=True, text=True, timeout=300, env=ENV)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_non_lm_tasks_train_the_same_on_two_processes():
+    # Pairs are the unit here (not tokens), and DPO runs the policy twice per loss under DDP.
+    worker = str(Path(__file__).with_name("tasks_ddp_worker.py"))
+    runner = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    one = _run_worker(sys.executable, worker)
+    two = _run_worker(runner, "--standalone", "--nproc_per_node=2", worker)
+    for name in ("reward", "dpo"):
+        assert two[name] == pytest.approx(one[name], abs=1e-5), name
+    assert one["dpo"][0] == pytest.approx(0.6931471, abs=1e-6)

@@ -33,7 +33,7 @@ from llmcourse.train.preferences import PreferencePair
 from llmcourse.train.reward import RewardModel, RewardModelTask, bradley_terry_loss, pair_tensors
 from llmcourse.train.rollouts import RolloutBatches
 from llmcourse.train.sgns import SGNSTask
-from llmcourse.train.tasks import Task
+from llmcourse.train.tasks import LanguageModelTask, Task
 from llmcourse.utils.checkpoint import load_checkpoint
 
 VOCAB = 12
@@ -527,18 +527,27 @@ def test_max_seconds_stops_after_the_step_that_used_up_the_budget():
     assert result.step == 1 and not result.interrupted
 
 
-def test_causal_lm_default_task_equals_causal_lm_loss():
-    model = tiny_lm()
+def test_the_default_task_is_the_language_model_with_moe_balancing_in_training_only():
     ids = torch.randint(0, VOCAB, (8, 10), generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(
-        model, adam(max_steps=1, grad_clip=None), TensorRows({"input_ids": ids, "labels": ids})
-    )
-    expected = causal_lm_loss(model(ids).logits, ids).item()
+    data = TensorRows({"input_ids": ids, "labels": ids})
+    model = tiny_lm()
+    trainer = Trainer(model, adam(max_steps=1), data, data)
+    assert isinstance(trainer.task, LanguageModelTask) and trainer.task.nats_per_token
+    with torch.no_grad():
+        expected = causal_lm_loss(model(ids).logits, ids).item()
+    assert trainer.evaluate()["val_loss"] == pytest.approx(expected, rel=1e-6)
     assert trainer.train_step()["loss"] == pytest.approx(expected, rel=1e-6)
-    assert trainer.task.nats_per_token and "val_perplexity" in Trainer(
-        model, adam(), TensorRows({"input_ids": ids, "labels": ids}),
-        TensorRows({"input_ids": ids, "labels": ids}),
-    ).evaluate()  # fmt: skip
+    # A mixture of experts: the balancing loss joins the training loss, not the evaluation.
+    torch.manual_seed(0)
+    moe = DecoderLM(tiny_lm().config.replace(n_expert=4, n_expert_active=2))
+    trainer = Trainer(moe, adam(max_steps=1, aux_loss_weight=0.5), data, data)
+    with torch.no_grad():
+        output = moe(ids)
+    cross_entropy, aux = causal_lm_loss(output.logits, ids).item(), output.aux_loss.item()
+    assert trainer.evaluate()["val_loss"] == pytest.approx(cross_entropy, rel=1e-6)
+    record = trainer.train_step()
+    assert record["aux_loss"] == pytest.approx(aux, rel=1e-5)
+    assert record["loss"] == pytest.approx(cross_entropy + 0.5 * aux, rel=1e-5)
 
 
 def test_generate_is_what_the_rollout_samples_with():
