@@ -11,21 +11,20 @@ in the space carry meaning: king - man + woman lands near queen (Mikolov et al. 
 - ``cosine_similarity(a, b) = a . b / (|a| |b|)``: the angle between vectors, blind to length.
 - ``analogy(vectors, a, b, c)``: "a is to b as c is to ?", the word nearest to b - a + c over
   unit vectors, leaving out a, b and c themselves (3CosAdd; Levy & Goldberg 2014).
-- ``train_sgns``: word2vec's skip-gram with negative sampling (Mikolov et al. 2013b). For each
-  centre word c and a context word o within the window, and K words n_k drawn from the unigram
-  distribution raised to 3/4, minimise
+- ``sgns_loss``, ``SkipGram``: word2vec's skip-gram with negative sampling (Mikolov et al.
+  2013b). For each centre word c and a context word o within the window, and K words n_k drawn
+  from the unigram distribution raised to 3/4, minimise
       L = -log sigma(u_o . v_c) - sum_k log sigma(-u_{n_k} . v_c)
-  which pulls real (centre, context) pairs together and pushes random pairs apart.
+  which pulls real (centre, context) pairs together and pushes random pairs apart. The model
+  (``SkipGram``), the loss and the pairs live here; ``llmcourse.train.sgns.train_sgns`` trains
+  them on the course's one ``Trainer``, like every other objective.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -157,8 +156,14 @@ class SentenceEncoder:
 # --------------------------------------------------------------------------------------------
 
 
-def sgns_loss(center: torch.Tensor, context: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-    """Mean SGNS loss -log sigma(u_o . v_c) - sum_k log sigma(-u_k . v_c) over the batch.
+def sgns_loss(
+    center: torch.Tensor,
+    context: torch.Tensor,
+    negatives: torch.Tensor,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> torch.Tensor:
+    """Mean SGNS loss -log sigma(u_o . v_c) - sum_k log sigma(-u_k . v_c) over the batch (or
+    its sum, ``reduction="sum"``).
 
     ``center`` (batch, dim) holds the centre words' input vectors v_c, ``context`` (batch, dim)
     the context words' output vectors u_o, ``negatives`` (batch, K, dim) the sampled words'
@@ -172,7 +177,10 @@ def sgns_loss(center: torch.Tensor, context: torch.Tensor, negatives: torch.Tens
         )
     positive = F.softplus(-(center * context).sum(-1))  # (batch,)
     negative = F.softplus(torch.einsum("bd,bkd->bk", center, negatives)).sum(-1)  # (batch,)
-    return (positive + negative).mean()
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+    losses = positive + negative
+    return losses.mean() if reduction == "mean" else losses.sum()
 
 
 class SkipGram(nn.Module):
@@ -187,10 +195,16 @@ class SkipGram(nn.Module):
         nn.init.zeros_(self.outputs.weight)
 
     def forward(
-        self, centers: torch.Tensor, contexts: torch.Tensor, negatives: torch.Tensor
+        self,
+        centers: torch.Tensor,
+        contexts: torch.Tensor,
+        negatives: torch.Tensor,
+        reduction: Literal["mean", "sum"] = "mean",
     ) -> torch.Tensor:
         """Loss for ids ``centers`` (batch,), ``contexts`` (batch,), ``negatives`` (batch, K)."""
-        return sgns_loss(self.inputs(centers), self.outputs(contexts), self.outputs(negatives))
+        return sgns_loss(
+            self.inputs(centers), self.outputs(contexts), self.outputs(negatives), reduction
+        )
 
 
 def skipgram_pairs(
@@ -210,86 +224,3 @@ def skipgram_pairs(
             centers.append(left[mask])
             contexts.append(right[mask])
     return np.concatenate(centers), np.concatenate(contexts)
-
-
-@dataclass
-class SGNSResult:
-    vectors: WordVectors  # the input embeddings, one per vocabulary word
-    losses: list[float] = field(default_factory=list)  # mean loss of each optimizer step
-    seconds: float = 0.0
-    pairs_seen: int = 0
-
-
-def train_sgns(
-    sentences: Sequence[Sequence[str]],
-    dim: int = 50,
-    window: int = 4,
-    negatives: int = 5,
-    min_count: int = 5,
-    subsample: float = 1e-4,
-    epochs: int = 3,
-    batch_size: int = 4096,
-    lr: float = 0.01,
-    max_seconds: float | None = None,
-    seed: int = 0,
-    num_threads: int = 1,
-) -> SGNSResult:
-    """Train skip-gram word vectors on tokenised ``sentences`` (lists of words).
-
-    Words rarer than ``min_count`` are dropped. Frequent words are subsampled: a word of corpus
-    frequency f is kept with probability min(1, sqrt(subsample / f)) (Mikolov et al. 2013b), so
-    "the" and "and" stop dominating the pairs. Negatives come from unigram^0.75. Adam updates
-    both tables; training stops after ``epochs`` or ``max_seconds``, whichever is first.
-    ``num_threads`` is torch's intra-op thread count while training (restored afterwards).
-    """
-    if min(dim, window, negatives, epochs, batch_size, num_threads) <= 0:
-        raise ValueError(
-            "dim, window, negatives, epochs, batch_size and num_threads must all be positive."
-        )
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    counts = Counter(w for s in sentences for w in s)
-    words = [w for w, n in counts.most_common() if n >= min_count]
-    if len(words) < 2:
-        raise ValueError(f"fewer than two words occur {min_count}+ times; lower min_count.")
-    index = {w: i for i, w in enumerate(words)}
-    freq = np.array([counts[w] for w in words], dtype=np.float64)
-    stream = np.array([index[w] for s in sentences for w in s if w in index], dtype=np.int64)
-    keep_probability = np.minimum(1.0, np.sqrt(subsample / (freq / freq.sum())))
-    noise = torch.tensor(freq**0.75 / (freq**0.75).sum(), dtype=torch.float32)
-
-    model = SkipGram(len(words), dim)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    result = SGNSResult(vectors=WordVectors(words, np.zeros((len(words), dim), np.float32)))
-    start = time.perf_counter()
-    deadline = math.inf if max_seconds is None else start + max_seconds
-    # Each step is small, so more intra-op threads gain little, and when other processes compete
-    # for the cores they cost a lot: 90k vs 8k pairs/s with 1 vs 2 threads on a busy 2-core box.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        for _ in range(epochs):
-            # A fresh subsample and fresh windows each epoch, as word2vec does on every pass.
-            kept = stream[rng.random(len(stream)) < keep_probability[stream]]
-            centers, contexts = skipgram_pairs(kept, window, rng)
-            order = rng.permutation(len(centers))
-            for begin in range(0, len(order), batch_size):
-                if time.perf_counter() > deadline:
-                    break
-                batch = order[begin : begin + batch_size]
-                sampled = torch.multinomial(noise, len(batch) * negatives, replacement=True)
-                loss = model(
-                    torch.from_numpy(centers[batch]),
-                    torch.from_numpy(contexts[batch]),
-                    sampled.view(len(batch), negatives),
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                result.pairs_seen += len(batch)
-                result.losses.append(loss.item())
-    finally:
-        torch.set_num_threads(threads)
-    result.seconds = time.perf_counter() - start
-    result.vectors = WordVectors(words, model.inputs.weight.detach().numpy().copy())
-    return result

@@ -19,8 +19,8 @@ from llmcourse.embeddings import (
     nearest_neighbours,
     sgns_loss,
     skipgram_pairs,
-    train_sgns,
 )
+from llmcourse.train.sgns import train_sgns
 
 
 @functools.cache
@@ -113,8 +113,9 @@ def test_sgns_learns_two_separate_topics():
     sentences = [list(rng.choice(group, size=6)) for group in [sea, land] * 400]
     threads = torch.get_num_threads()
     result = train_sgns(
-        sentences, dim=8, window=2, min_count=1, subsample=1.0, epochs=3, batch_size=256
-    )
+        sentences, dim=8, window=2, min_count=1, subsample=1.0, epochs=3, batch_size=256,
+        progress_bar=False,
+    )  # fmt: skip
     assert result.losses[-1] < result.losses[0]
     assert torch.get_num_threads() == threads  # the one-thread setting is undone
     for word in sea:

@@ -12,9 +12,16 @@ from llmcourse.data.collators import SFTCollator
 from llmcourse.data.instructions import ALPACA, InstructionExample
 from llmcourse.models import DecoderLM, EncoderLM, Seq2SeqLM
 from llmcourse.tokenizers import CharTokenizer
-from llmcourse.train import causal_lm_loss, distillation_loss, sft_labels
-from llmcourse.train.distill import causal_distillation_loss, distill
-from llmcourse.train.heads import SequenceClassifier, classification_metrics, train_classifier
+from llmcourse.train import TrainConfig, Trainer, causal_lm_loss, distillation_loss, sft_labels
+from llmcourse.train.batches import TensorRows
+from llmcourse.train.distill import DistillationTask, causal_distillation_loss
+from llmcourse.train.heads import (
+    ClassificationCollator,
+    ClassificationTask,
+    SequenceClassifier,
+    classification_metrics,
+    predict,
+)
 from llmcourse.train.logprobs import sequence_logprobs
 from llmcourse.train.seq2seq import greedy_decode, pair_batch, translate_words
 from llmcourse.train.sft import (
@@ -212,8 +219,14 @@ def test_distill_moves_the_student_towards_the_teacher():
             )
 
     before = gap()
-    losses = distill(student, teacher, lambda: ids, steps=30, lr=3e-3, alpha=1.0, temperature=1.0)
-    assert len(losses) == 30 and gap() < before / 2
+    config = TrainConfig(max_steps=30, batch_size=4, lr=3e-3, warmup_steps=3, progress_bar=False)
+    task = DistillationTask(teacher, temperature=1.0, alpha=1.0)
+    result = Trainer(
+        student, config, TensorRows({"input_ids": ids, "labels": ids}), task=task
+    ).fit()
+    assert result.step == 30 and gap() < before / 2
+    with pytest.raises(ValueError, match="temperature"):
+        DistillationTask(teacher, temperature=0.0)
 
 
 # ---- classification heads -----------------------------------------------------------------------
@@ -255,9 +268,15 @@ def test_mean_pooling_ignores_padding_and_the_head_learns():
     labels = (ids == 5).any(-1).long()
     frozen = SequenceClassifier(encoder(), n_classes=2, freeze_encoder=True)
     assert all(not p.requires_grad for p in frozen.encoder.parameters())
-    batches = [(ids, None, labels)] * 60
-    train_classifier(model, batches, lr=3e-3)
-    predicted = model(ids).argmax(-1)
+    examples = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels, strict=True)]
+    collate = ClassificationCollator(pad_id=0)
+    config = TrainConfig(
+        max_steps=60, batch_size=32, lr=3e-3, weight_decay=0.0, warmup_steps=0,
+        schedule="constant", progress_bar=False,
+    )  # fmt: skip
+    Trainer(model, config, examples, task=ClassificationTask(), collate_fn=collate).fit()
+    predicted, true = predict(model, [collate(examples[:20]), collate(examples[20:])])
+    assert torch.equal(true, labels)
     assert classification_metrics(predicted, labels, 2)["accuracy"] == 1.0
     with pytest.raises(ValueError, match="2 classes"):
         SequenceClassifier(encoder(), n_classes=1)

@@ -1,4 +1,5 @@
-"""Reward modelling, PPO and DPO (llmcourse.train.preferences/reward/ppo/ppo_trainer/dpo)."""
+"""Reward modelling, PPO and DPO (llmcourse.train.preferences/reward/ppo/ppo_task/dpo); their
+parity with the loops they replaced and exact resume are in test_train_tasks.py."""
 
 from __future__ import annotations
 
@@ -13,8 +14,17 @@ from hypothesis import strategies as st
 from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.tokenizers import CharTokenizer
-from llmcourse.train import bradley_terry_loss, dpo_loss, gae, kl_estimate, ppo_policy_loss
-from llmcourse.train.dpo import preference_batches, train_dpo
+from llmcourse.train import (
+    TrainConfig,
+    Trainer,
+    bradley_terry_loss,
+    dpo_loss,
+    gae,
+    kl_estimate,
+    ppo_policy_loss,
+)
+from llmcourse.train.batches import TensorRows
+from llmcourse.train.dpo import DPOTask, preference_batches
 from llmcourse.train.ppo import (
     AdaptiveKLController,
     gae_loop,
@@ -22,7 +32,7 @@ from llmcourse.train.ppo import (
     token_rewards,
     whiten,
 )
-from llmcourse.train.ppo_trainer import PolicyWithValue, PPOConfig, PPOTrainer
+from llmcourse.train.ppo_task import PolicyWithValue, PPOConfig, PPOTask
 from llmcourse.train.preferences import (
     LipogramRule,
     PreferencePair,
@@ -30,7 +40,12 @@ from llmcourse.train.preferences import (
     label_pair,
     label_pairs,
 )
-from llmcourse.train.reward import RewardModel, pair_tensors, preference_accuracy
+from llmcourse.train.reward import (
+    RewardModel,
+    RewardModelTask,
+    pair_tensors,
+    preference_accuracy,
+)
 
 torch.manual_seed(0)
 
@@ -180,50 +195,37 @@ def test_adaptive_kl_controller_moves_towards_the_target():
 # ---- PPO loop -----------------------------------------------------------------------------------
 
 
-def test_ppo_step_starts_with_zero_kl_and_logs_its_statistics():
+def test_ppo_starts_with_zero_kl_and_logs_its_statistics():
     lm = tiny_lm()
     policy, reference = PolicyWithValue(copy.deepcopy(lm)), copy.deepcopy(lm)
-    generator = torch.Generator().manual_seed(0)
 
-    def prompts(n):
+    def prompts(n, generator):
         return torch.randint(0, 30, (n, 4), generator=generator)
 
     def reward(prompts, responses):  # prefer token 7
         return torch.tensor([sum(t == 7 for t in r) / len(r) for r in responses])
 
     config = PPOConfig(batch_size=8, minibatch_size=4, max_new_tokens=6, lr=1e-3, ppo_epochs=2)
-    trainer = PPOTrainer(policy, reference, reward, prompts, config)
-    first = trainer.step()
+    task = PPOTask(reference, reward, prompts, config)
+    trainer = Trainer(policy, config.train_config(rollouts=2, progress_bar=False), task=task)
+    trainer.fit()
+    first, second = trainer.history  # one log line per rollout
     assert first["kl"] == 0.0 and first["kl_k3"] == 0.0  # the first rollout: policy == reference
     assert set(first) >= {"reward", "kl", "entropy", "clip_fraction", "kl_coef", "value_loss"}
-    second = trainer.step()
     assert second["kl"] != 0.0  # the update moved the policy away from the reference
+    assert first["step"] == config.steps_per_rollout == 4 and second["rollout"] == 2
     for p_ref, p_lm in zip(reference.parameters(), lm.parameters(), strict=True):
         assert torch.equal(p_ref, p_lm)  # the reference stays frozen
 
 
-def test_ppo_rollout_masks_tokens_after_the_stop_token():
-    lm = tiny_lm()
-    with torch.no_grad():
-        lm.lm_head.weight.zero_()
-        lm.lm_head.weight[3] = 1.0  # make token 3 (the stop token) very likely
-    policy = PolicyWithValue(copy.deepcopy(lm))
-    trainer = PPOTrainer(
-        policy,
-        lm,
-        lambda prompts, responses: torch.tensor([float(len(r)) for r in responses]),
-        lambda n: torch.ones(n, 2, dtype=torch.long),
-        PPOConfig(batch_size=4, minibatch_size=2, max_new_tokens=5, stop_token=3),
-    )
-    rollout = trainer.rollout()
-    lengths = rollout.mask.sum(-1)
-    assert torch.all(lengths >= 1) and torch.all(lengths <= 5)
-    torch.testing.assert_close(rollout.scores, lengths)  # the reward saw exactly the masked tokens
-
-
-def test_ppo_config_validates():
+def test_ppo_config_validates_and_gives_the_train_config():
     with pytest.raises(ValueError, match="multiple"):
         PPOConfig(batch_size=10, minibatch_size=4)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k5")
+    config = PPOConfig(batch_size=32, minibatch_size=8, ppo_epochs=3, lr=2e-4).train_config(5)
+    assert (config.max_steps, config.batch_size, config.lr, config.log_every) == (60, 8, 2e-4, 12)
+    assert isinstance(config, TrainConfig) and config.schedule == "constant"
 
 
 # ---- preferences and the reward model --------------------------------------------------------
@@ -326,8 +328,6 @@ def test_reward_model_score_equals_the_forward_pass_on_prompt_plus_response(pool
 
 
 def test_reward_model_learns_a_rule():
-    from llmcourse.train.reward import train_reward_model
-
     tokenizer = CharTokenizer().train("abc")
     text = [(k * "b" + "c" * 4)[:4] for k in range(5)]  # "cccc", "bccc", ..., "bbbb"
     more_b = [PreferencePair("a", text[i], text[j]) for i in range(5) for j in range(i)]
@@ -338,7 +338,11 @@ def test_reward_model_learns_a_rule():
             batch = pair_tensors(tokenizer, pairs)
             model = RewardModel(tiny_lm(vocab=tokenizer.vocab_size), pooling=pooling)
             before.append(preference_accuracy(model, batch))
-            train_reward_model(model, batch, steps=40, batch_size=8, lr=3e-3)
+            config = TrainConfig(
+                max_steps=40, batch_size=8, lr=3e-3, weight_decay=0.0, warmup_steps=0,
+                schedule="constant", progress_bar=False,
+            )  # fmt: skip
+            Trainer(model, config, TensorRows(batch), task=RewardModelTask()).fit()
             assert preference_accuracy(model, batch) == 1.0, pooling
         assert min(before) < 1.0
 
@@ -370,6 +374,11 @@ def test_dpo_training_starts_at_ln2_and_separates_the_pairs():
     batches = preference_batches(tokenizer, pairs)
     reference = tiny_lm(vocab=tokenizer.vocab_size)
     policy = copy.deepcopy(reference)
-    history = train_dpo(policy, reference, batches, steps=15, beta=0.5, batch_size=8, lr=3e-3)
+    config = TrainConfig(
+        max_steps=15, batch_size=8, lr=3e-3, weight_decay=0.0, warmup_steps=0,
+        schedule="constant", log_every=1, progress_bar=False,
+    )  # fmt: skip
+    trainer = Trainer(policy, config, TensorRows(batches), task=DPOTask(reference, beta=0.5))
+    history = trainer.fit().history
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert history[-1]["loss"] < 0.5 and history[-1]["accuracy"] == 1.0

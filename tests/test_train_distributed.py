@@ -145,3 +145,58 @@ def test_killing_training_mid_save_leaves_a_loadable_checkpoint(tmp_path):
     model = model_from_checkpoint(tmp_path / CHECKPOINT)
     assert load_checkpoint(tmp_path / CHECKPOINT)["extra"]["step"] >= 1
     assert model.config.d_model == 256
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_fsdp_mixed_precision_casts_weights_and_reductions():
+    runner = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    worker = Path(__file__).with_name("fsdp_mixed_precision_worker.py")
+    command = [runner, "--standalone", "--nproc_per_node=2", str(worker)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ENV)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    expected_compute = {"none": "float32", "bf16/fp32": "bfloat16", "bf16/bf16": "bfloat16",
+                        "fp16/fp16": "float16"}  # fmt: skip
+    for policy, dtype in expected_compute.items():
+        assert result[policy]["computed_in"] == [dtype], policy
+        # The shards the optimizer steps stay fp32, and so do their gradients.
+        assert result[policy]["weights"] == result[policy]["grads"] == ["float32"], policy
+    # A bf16 reduction leaves bf16 numbers; an fp32 one sums the two processes' bf16 gradients
+    # exactly, which takes more than bf16's 8 significant bits.
+    assert result["bf16/bf16"]["grads_are_bf16_numbers"]
+    assert not result["bf16/fp32"]["grads_are_bf16_numbers"]
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_fsdp_in_bf16_trains_close_to_fp32(single, tmp_path):
+    reference, _ = single
+    flags = ["--parallel", "fsdp", "--mixed-precision", "bf16", "--mixed-precision-reduce", "fp32"]
+    result = torchrun(2, *TINY, "--batch-size", "4", "--out-dir", str(tmp_path), *flags)
+    assert result["train_loss"] == pytest.approx(reference["train_loss"], abs=5e-3)
+    assert result["val_loss"] == pytest.approx(reference["val_loss"], abs=5e-3)
+    saved = load_checkpoint(tmp_path / CHECKPOINT)
+    assert {t.dtype for t in saved["model"].values()} == {torch.float32}  # fp32 master weights
+    assert saved["extra"]["train_config"]["mixed_precision"] == "bf16"
+
+
+def _run_worker(*command: str) -> dict:
+    run = subprocess.run(list(command), capture_output=True, text=True, timeout=300, env=ENV)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_non_lm_tasks_train_the_same_on_two_processes():
+    # Pairs are the unit here (not tokens), and DPO runs the policy twice per loss under DDP.
+    worker = str(Path(__file__).with_name("tasks_ddp_worker.py"))
+    runner = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    one = _run_worker(sys.executable, worker)
+    two = _run_worker(runner, "--standalone", "--nproc_per_node=2", worker)
+    for name in ("reward", "dpo"):
+        assert two[name] == pytest.approx(one[name], abs=1e-5), name
+    assert one["dpo"][0] == pytest.approx(0.6931471, abs=1e-6)

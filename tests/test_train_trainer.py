@@ -232,6 +232,14 @@ def test_configuration_errors_say_what_to_change(tmp_path):
         TrainConfig(parallel="fsdp", zero1=True)
     with pytest.raises(ValueError, match="batch_size must be a positive"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="set parallel='fsdp'"):
+        TrainConfig(mixed_precision="bf16")
+    with pytest.raises(ValueError, match=r"mixed_precision=.fp8.; use one of fp32, bf16, fp16"):
+        TrainConfig(parallel="fsdp", mixed_precision="fp8")
+    with pytest.raises(ValueError, match="needs mixed_precision"):
+        TrainConfig(parallel="fsdp", mixed_precision_reduce="fp32")
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)
     train = RandomWindows(TOKENS, CONTEXT, num_samples=8, seed=0)
     with pytest.raises(TypeError, match="TrainConfig"):
         Trainer(tiny_model(), {"max_steps": 3}, train)

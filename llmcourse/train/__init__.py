@@ -3,17 +3,21 @@
 - ``objectives``: causal LM, masked LM, span corruption (seq2seq), prefix LM, label smoothing;
   ``sentence_objectives``: next-sentence prediction, InfoNCE; ``permutation``: XLNet's masks;
 - ``schedule``: warm-up + cosine / linear / constant, as values and as ``LambdaLR`` lambdas;
-- ``trainer``: ``Trainer`` and ``TrainConfig`` (accumulation, clipping, mixed precision,
-  checkpoints, exact resume, DDP/FSDP2/ZeRO-1 under ``torchrun``);
+- ``trainer``: the one ``Trainer`` and ``TrainConfig`` (accumulation, clipping, mixed precision,
+  checkpoints, exact resume, DDP/FSDP2/ZeRO-1 under ``torchrun``); ``tasks``: what it trains
+  (``Task``: a loss summed over units it counts; ``LanguageModelTask`` is the default), and
+  ``rollouts``: the sample-then-learn schedule of tasks with a rollout step (RL);
 - ``tensor_parallel``: Megatron-style column/row splits of attention and MLP;
 - ``presets``: the course's Shakespeare character model; ``python -m llmcourse.train`` runs it.
 
-Fine-tuning and alignment (lessons 08 and 09): ``sft`` (response-only loss, packing, task
-metrics), ``lora`` (low-rank adapters), ``distill`` (soft targets), ``heads`` (classification on
-an encoder), ``seq2seq`` (pairs and greedy decoding), ``preferences`` (rule-based raters that
-stand in for people), ``reward`` (Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses)
-and ``ppo_trainer`` (the loop), ``dpo``; ``logprobs`` is what they share. ``tiny_gpt`` is the
-base model they start from: the ``presets`` model, pretrained once and cached.
+Fine-tuning and alignment (lessons 08 and 09), each objective a task on ``Trainer`` next to
+its loss: ``sft`` (response-only loss, packing, task metrics), ``lora`` (low-rank adapters),
+``distill`` (soft targets), ``heads`` (classification on an encoder), ``seq2seq`` (pairs and
+greedy decoding), ``preferences`` (rule-based raters that stand in for people), ``reward``
+(Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses) and ``ppo_task`` (rollouts and
+the PPO loss), ``dpo``; ``logprobs`` is what they share. ``sgns`` trains skip-gram word vectors
+(lesson 02). ``tiny_gpt`` is the base model they start from: the ``presets`` model, pretrained
+once and cached.
 """
 
 from llmcourse.nn.masks import prefix_lm_mask
@@ -43,11 +47,14 @@ from llmcourse.train.sentence_objectives import (
     next_sentence_pairs,
 )
 from llmcourse.train.sft import sft_labels
+from llmcourse.train.tasks import LanguageModelTask, Task
 from llmcourse.train.trainer import Trainer, TrainResult
 
 __all__ = [
+    "LanguageModelTask",
     "LoRALinear",
     "NextSentenceHead",
+    "Task",
     "TrainConfig",
     "TrainResult",
     "Trainer",

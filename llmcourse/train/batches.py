@@ -1,5 +1,8 @@
 """Micro-batches for one process that can stop and resume at the exact same example.
 
+``TensorRows`` makes a dataset of the rows of already-built tensors (preference pairs, a
+rollout); ``rows`` and ``to_device`` index and move such (possibly nested) dicts of tensors.
+
 ``DistributedSampler`` gives process r every world_size-th index of a (shuffled) epoch, so the
 processes see disjoint slices and together the whole dataset. With one process and a batch of
 B, or two processes and B/2 each, a step covers the very same examples: index i of the global
@@ -18,6 +21,68 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from llmcourse.utils.distributed import DistributedContext
+
+
+def rows(batch: Any, index: torch.Tensor | int) -> Any:
+    """The rows ``index`` of every tensor in a (nested) dict/list of ``(rows, ...)`` tensors."""
+    if isinstance(batch, torch.Tensor):
+        return batch[index]
+    if isinstance(batch, dict):
+        return {key: rows(value, index) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(rows(value, index) for value in batch)
+    return batch
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` with every tensor moved to ``device`` (dicts, lists and tuples followed)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
+
+
+def row_count(batch: Any) -> int:
+    """The number of rows of a (nested) dict of tensors, checked to agree everywhere."""
+    sizes = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            sizes.add(value.shape[0] if value.dim() else None)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+
+    visit(batch)
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"Every tensor of the batch needs the same first (row) dimension; got sizes "
+            f"{sorted(sizes, key=str)}."
+        )
+    return sizes.pop()
+
+
+class TensorRows(Dataset):
+    """The rows of a (nested) dict of tensors that share their first dimension, as a dataset.
+
+    ``TensorRows({"chosen_ids": (n, T), "chosen_mask": (n, T), ...})[i]`` is row i of each;
+    the default collate function stacks rows back into a batch.
+    """
+
+    def __init__(self, batch: Any) -> None:
+        self.batch, self.n_rows = batch, row_count(batch)
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, index: int) -> Any:
+        return rows(self.batch, index)
 
 
 class ShardedBatches:

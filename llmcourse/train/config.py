@@ -17,6 +17,7 @@ from llmcourse.train.schedule import KINDS, ScheduleKind
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Parallel = Literal["ddp", "fsdp"]
 Objective = Literal["causal", "masked", "seq2seq"]
+DType = Literal["fp32", "bf16", "fp16"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -24,6 +25,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "objective": ("causal", "masked", "seq2seq"),
     "schedule": KINDS,
 }
+_DTYPES = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class TrainConfig:
     schedule: ScheduleKind = "cosine"
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
-    # Objective (llmcourse.train.objectives).
+    # The default task, a language model (llmcourse.train.tasks.LanguageModelTask); a Trainer
+    # given another task= rejects a non-default objective or label smoothing.
     objective: Objective = "causal"
     label_smoothing: float = 0.0
     aux_loss_weight: float = 0.01  # mixture-of-experts balancing loss (Fedus et al. 2022)
@@ -58,6 +61,12 @@ class TrainConfig:
     # Several processes (under torchrun): how to spread the model.
     parallel: Parallel = "ddp"
     zero1: bool = False  # shard the optimizer state (ZeRO stage 1) on top of DDP
+    # FSDP mixed precision (MixedPrecisionPolicy): gather and compute with the weights in this
+    # dtype while the sharded fp32 master weights take the optimizer step; None: no casting.
+    mixed_precision: DType | None = None
+    # dtype of the gradient reduce-scatter; None: mixed_precision's (fp32 is safer over many
+    # processes: a bf16 sum of N gradients keeps only 8 significant bits).
+    mixed_precision_reduce: DType | None = None
     # Evaluation, logging, checkpoints.
     eval_every: int = 0  # steps between evaluations; 0: only when asked
     eval_batches: int | None = None  # cap per evaluation; None: the whole validation set
@@ -65,6 +74,7 @@ class TrainConfig:
     bytes_per_token: float | None = None  # UTF-8 bytes per token, for bits per byte
     log_every: int = 10
     checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
+    max_seconds: float | None = None  # stop (and checkpoint) after this much wall time
     out_dir: str | None = None  # log.jsonl and checkpoint.safetensors go here
     progress_bar: bool = True
     shuffle: bool = True
@@ -100,6 +110,23 @@ class TrainConfig:
             raise ValueError("zero1 shards the optimizer under DDP; FSDP already shards it.")
         if self.seq_len_warmup_steps and self.objective != "causal":
             raise ValueError("The sequence-length curriculum cuts causal-LM batches only.")
+        for name in ("mixed_precision", "mixed_precision_reduce"):
+            if getattr(self, name) not in (None, *_DTYPES):
+                raise ValueError(
+                    f"TrainConfig.{name}={getattr(self, name)!r}; use one of "
+                    f"{', '.join(_DTYPES)} or None."
+                )
+        if self.mixed_precision_reduce is not None and self.mixed_precision is None:
+            raise ValueError(
+                "mixed_precision_reduce needs mixed_precision (the parameter dtype) as well."
+            )
+        if self.mixed_precision is not None and self.parallel != "fsdp":
+            raise ValueError(
+                f"mixed_precision={self.mixed_precision!r} is FSDP's cast of the sharded weights; "
+                "set parallel='fsdp', or use precision='bf16' (autocast) with DDP."
+            )
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive or None, got {self.max_seconds}.")
         if self.eval_batches is not None and self.eval_batches <= 0:
             raise ValueError(f"eval_batches must be positive or None, got {self.eval_batches}.")
 

@@ -9,20 +9,23 @@ the gradient of the soft term scales as 1/T², hence the ``T²`` that keeps the 
 balanced when T changes. Teacher and student must share a tokenizer (the same vocabulary rows).
 
 ``distillation_loss`` works on any ``(..., vocab)`` logits; ``causal_distillation_loss`` aligns
-an LM's logits with next-token labels first; ``distill`` is a small training loop for
-``DecoderLM`` students over a stream of token batches.
+an LM's logits with next-token labels first; ``DistillationTask`` trains a causal-LM student
+with it on ``Trainer`` (the labels-only baseline is the default language-model task).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.data.collators import IGNORE_INDEX
-from llmcourse.train.objectives import causal_lm_loss
+from llmcourse.train.objectives import target_count
+from llmcourse.train.tasks import Metrics, Task
+
+Reduction = Literal["mean", "sum"]
 
 
 def distillation_loss(
@@ -31,8 +34,10 @@ def distillation_loss(
     labels: torch.Tensor,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
-    """Hinton et al.'s loss (module docstring), averaged over positions whose label is not -100.
+    """Hinton et al.'s loss (module docstring), averaged over positions whose label is not -100
+    (or summed over them, ``reduction="sum"``).
 
     ``student_logits`` and ``teacher_logits``: ``(..., vocab)``; ``labels``: ``(...)`` hard
     targets. ``alpha=1`` is pure distillation, ``alpha=0`` ordinary cross-entropy.
@@ -50,12 +55,14 @@ def distillation_loss(
         )
     if temperature <= 0 or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"Need temperature > 0 and 0 ≤ alpha ≤ 1, got {temperature}, {alpha}.")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
     vocab = student_logits.shape[-1]
     student = student_logits.reshape(-1, vocab).float()
     teacher = teacher_logits.reshape(-1, vocab).float().detach()
     flat_labels = labels.reshape(-1)
     keep = flat_labels != IGNORE_INDEX
-    count = keep.sum().clamp(min=1)
+    count = keep.sum().clamp(min=1) if reduction == "mean" else 1
     log_p_student = F.log_softmax(student / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher / temperature, dim=-1)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)  # KL(teacher‖student)
@@ -70,58 +77,49 @@ def causal_distillation_loss(
     labels: torch.Tensor,
     temperature: float = 2.0,
     alpha: float = 0.5,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """``distillation_loss`` for causal LMs: logits at t are scored against ``labels[:, t + 1]``."""
     return distillation_loss(
-        student_logits[:, :-1], teacher_logits[:, :-1], labels[:, 1:], temperature, alpha
+        student_logits[:, :-1],
+        teacher_logits[:, :-1],
+        labels[:, 1:],
+        temperature,
+        alpha,
+        reduction,
     )
 
 
-def distill(
-    student: nn.Module,
-    teacher: nn.Module | None,
-    batches: Iterator[torch.Tensor] | Callable[[], torch.Tensor],
-    steps: int,
-    lr: float = 3e-3,
-    temperature: float = 2.0,
-    alpha: float = 0.5,
-    on_step: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """Train ``student`` for ``steps`` AdamW steps on token batches ``(batch, seq)``.
+class DistillationTask(Task):
+    """``causal_distillation_loss`` on ``Trainer`` for a causal-LM student.
 
-    ``teacher=None`` trains the same student on the hard labels alone (the baseline a
-    distillation result must beat). ``batches`` is an iterator or a function returning the next
-    batch. Returns the loss of every step; ``on_step(step, loss)`` is called after each.
+    Batches are language-model batches (``input_ids``, ``labels``, optionally
+    ``attention_mask``; ``RandomWindows`` or ``SFTCollator`` make them); the unit is a target
+    token. ``teacher`` is frozen and must share the student's tokenizer.
     """
-    if steps <= 0:
-        raise ValueError(f"steps must be positive, got {steps}.")
-    next_batch = batches if callable(batches) else lambda: next(batches)
-    optimizer = torch.optim.AdamW(
-        [p for p in student.parameters() if p.requires_grad], lr=lr, weight_decay=0.1
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / 10) * (1 - 0.9 * step / steps)
-    )
-    if teacher is not None:
-        teacher.eval()
-    student.train()
-    losses = []
-    for step in range(steps):
-        ids = next_batch()
-        logits = student(ids).logits
-        if teacher is None:
-            loss = causal_lm_loss(logits, ids)
-        else:
-            with torch.no_grad():
-                teacher_logits = teacher(ids).logits
-            loss = causal_distillation_loss(logits, teacher_logits, ids, temperature, alpha)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step, float(loss.detach()))
-    student.eval()
-    return losses
+
+    name = "distillation"
+
+    def __init__(self, teacher: nn.Module, temperature: float = 2.0, alpha: float = 0.5) -> None:
+        if temperature <= 0 or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"Need temperature > 0 and 0 ≤ alpha ≤ 1, got {temperature}, {alpha}.")
+        self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
+
+    def frozen_models(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher}
+
+    def count(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return target_count(batch, "causal")
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Metrics]:
+        mask = batch.get("attention_mask")
+        kwargs = {} if mask is None else {"attention_mask": mask}
+        logits = model(batch["input_ids"], **kwargs).logits
+        with torch.no_grad():
+            teacher_logits = self.teacher(batch["input_ids"], **kwargs).logits
+        loss = causal_distillation_loss(
+            logits, teacher_logits, batch["labels"], self.temperature, self.alpha, "sum"
+        )
+        return loss, {}

@@ -11,12 +11,17 @@ loss on the policy directly (their eq. 7):
 At the start π_θ = π_ref, the margin is 0 and the loss is −log σ(0) = ln 2 ≈ 0.693 whatever the
 data: a free check that the pipeline is wired correctly. β plays the role of the KL coefficient
 (small β: the policy may move far from the reference).
+
+``DPOTask`` trains with it on ``Trainer``: rows of ``preference_batches`` (``TensorRows``) are
+the data, the frozen reference scores each minibatch without gradients, and the logged
+``margin`` and ``accuracy`` are the implicit reward margin and the share of pairs it orders
+right.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +31,7 @@ from llmcourse.data.collators import SFTCollator
 from llmcourse.train.logprobs import sequence_logprobs
 from llmcourse.train.preferences import PreferencePair
 from llmcourse.train.sft import encode_text
+from llmcourse.train.tasks import Metrics, Task
 
 
 def dpo_loss(
@@ -34,8 +40,10 @@ def dpo_loss(
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
     beta: float = 0.1,
+    reduction: Literal["mean", "sum", "none"] = "mean",
 ) -> torch.Tensor:
-    """Mean DPO loss over a batch; every argument ``(batch,)`` of summed response log-probs."""
+    """DPO loss over a batch (its mean, sum or per pair); every argument ``(batch,)`` of summed
+    response log-probs."""
     shapes = {
         tuple(t.shape)
         for t in (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
@@ -46,7 +54,14 @@ def dpo_loss(
         raise ValueError(f"beta must be positive, got {beta}.")
     chosen = policy_chosen_logps - ref_chosen_logps
     rejected = policy_rejected_logps - ref_rejected_logps
-    return -F.logsigmoid(beta * (chosen - rejected)).mean()
+    losses = -F.logsigmoid(beta * (chosen - rejected))
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "mean":
+        return losses.mean()
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")
 
 
 def implicit_rewards(
@@ -77,59 +92,39 @@ def preference_batches(
     return batches
 
 
-def _rows(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {key: value[rows] for key, value in batch.items()}
-
-
 def _logps(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return sequence_logprobs(model, batch["input_ids"], batch["labels"], batch["attention_mask"])
 
 
-def train_dpo(
-    policy: nn.Module,
-    reference: nn.Module,
-    batches: dict[str, dict[str, torch.Tensor]],
-    steps: int,
-    beta: float = 0.1,
-    batch_size: int = 16,
-    lr: float = 1e-4,
-    seed: int = 0,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-) -> list[dict[str, float]]:
-    """AdamW on ``dpo_loss`` over minibatches of ``preference_batches``; the reference's
-    log-probs are computed once. Returns per-step loss, reward margin and pair accuracy."""
-    reference.eval()
-    with torch.no_grad():
-        ref_chosen = _logps(reference, batches["chosen"])
-        ref_rejected = _logps(reference, batches["rejected"])
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        [p for p in policy.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
-    )
-    n = ref_chosen.shape[0]
-    history = []
-    policy.train()
-    for step in range(steps):
-        rows = torch.randperm(n, generator=generator)[: min(batch_size, n)]
-        chosen = _logps(policy, _rows(batches["chosen"], rows))
-        rejected = _logps(policy, _rows(batches["rejected"], rows))
-        loss = dpo_loss(chosen, rejected, ref_chosen[rows], ref_rejected[rows], beta)
-        loss.backward()
-        nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+class DPOTask(Task):
+    """DPO on ``Trainer``: batches ``{"chosen": ..., "rejected": ...}`` (``preference_batches``
+    rows); the unit is a pair. ``reference`` is the frozen π_ref (a copy of the starting policy).
+    """
+
+    name = "DPO"
+
+    def __init__(self, reference: nn.Module, beta: float = 0.1) -> None:
+        if beta <= 0:
+            raise ValueError(f"beta must be positive, got {beta}.")
+        self.reference, self.beta = reference, beta
+
+    def frozen_models(self) -> dict[str, nn.Module]:
+        return {"reference": self.reference}
+
+    def count(self, batch: dict[str, Any]) -> int:
+        return batch["chosen"]["input_ids"].shape[0]
+
+    def tokens(self, batch: dict[str, Any]) -> int:
+        return batch["chosen"]["input_ids"].numel() + batch["rejected"]["input_ids"].numel()
+
+    def loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, Metrics]:
+        chosen, rejected = _logps(model, batch["chosen"]), _logps(model, batch["rejected"])
         with torch.no_grad():
-            margin = implicit_rewards(chosen, ref_chosen[rows], beta) - implicit_rewards(
-                rejected, ref_rejected[rows], beta
+            ref_chosen = _logps(self.reference, batch["chosen"])
+            ref_rejected = _logps(self.reference, batch["rejected"])
+        loss = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.beta, reduction="sum")
+        with torch.no_grad():
+            margin = implicit_rewards(chosen, ref_chosen, self.beta) - implicit_rewards(
+                rejected, ref_rejected, self.beta
             )
-        record = {
-            "step": step,
-            "loss": float(loss.detach()),
-            "margin": float(margin.mean()),
-            "accuracy": float((margin > 0).float().mean()),
-        }
-        history.append(record)
-        if on_step is not None:
-            on_step(step, record)
-    policy.eval()
-    return history
+        return loss, {"margin": margin.sum(), "accuracy": (margin > 0).sum()}

@@ -7,6 +7,8 @@ BERT fine-tunes the encoder together with a fresh linear head (Devlin et al. 201
 ``freeze_encoder=True`` only the head trains (a linear probe): far cheaper, and it shows how
 much of the task the pretrained features already separate. Mean pooling is what MiniLM
 (sentence-transformers' all-MiniLM-L6-v2) was trained with; ``"cls"`` reads position 0.
+``ClassificationTask`` trains it on ``Trainer`` with cross-entropy, on batches that
+``ClassificationCollator`` pads.
 
 Metrics: ``classification_metrics`` gives accuracy and per-class and macro F1
 (F1 = 2·precision·recall / (precision + recall)), checked against scikit-learn in the tests.
@@ -14,12 +16,16 @@ Metrics: ``classification_metrics`` gives accuracy and per-class and macro F1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from llmcourse.data.collators import pad_batch
+from llmcourse.train.batches import to_device
+from llmcourse.train.tasks import Metrics, Task
 
 Pooling = Literal["mean", "cls"]
 
@@ -68,44 +74,52 @@ class SequenceClassifier(nn.Module):
         return self.head(self.dropout(self.pool(input_ids, attention_mask)))
 
 
-def train_classifier(
-    model: SequenceClassifier,
-    batches: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]],
-    epochs: int = 1,
-    lr: float = 2e-4,
-    on_step: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """AdamW on cross-entropy over ``(input_ids, attention_mask, labels)`` batches; returns
-    every step's loss."""
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
-    model.train()
-    losses, step = [], 0
-    for _ in range(epochs):
-        for input_ids, attention_mask, labels in batches:
-            loss = F.cross_entropy(model(input_ids, attention_mask), labels)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, float(loss.detach()))
-            step += 1
-    model.eval()
-    return losses
+class ClassificationCollator:
+    """Examples ``{"input_ids": ids, "labels": class}`` → a batch: ``input_ids`` right-padded
+    with ``pad_id``, ``attention_mask`` (1 on real tokens), ``labels`` ``(batch,)``."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = [torch.as_tensor(e["input_ids"]).tolist() for e in examples]
+        return {
+            "input_ids": pad_batch(ids, self.pad_id),
+            "attention_mask": pad_batch([[1] * len(i) for i in ids], 0),
+            "labels": torch.tensor([int(e["labels"]) for e in examples]),
+        }
+
+
+class ClassificationTask(Task):
+    """Cross-entropy of a ``SequenceClassifier`` on ``Trainer``; the unit is an example, and
+    ``accuracy`` the share classified right."""
+
+    name = "classifier"
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["labels"].shape[0]
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Metrics]:
+        logits = model(batch["input_ids"], batch.get("attention_mask"))
+        loss = F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+        return loss, {"accuracy": (logits.argmax(-1) == batch["labels"]).detach().sum()}
 
 
 @torch.no_grad()
 def predict(
-    model: SequenceClassifier,
-    batches: Sequence[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]],
+    model: SequenceClassifier, batches: Iterable[dict[str, torch.Tensor]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(predicted classes, true labels)`` over ``batches``, each ``(n,)``."""
+    """``(predicted classes, true labels)`` over ``batches`` (as ``ClassificationCollator``
+    makes them), each ``(n,)`` on the CPU."""
     model.eval()
+    device = model.head.weight.device
     predicted, true = [], []
-    for input_ids, attention_mask, labels in batches:
-        predicted.append(model(input_ids, attention_mask).argmax(-1))
-        true.append(labels)
+    for batch in batches:
+        batch = to_device(batch, device)
+        predicted.append(model(batch["input_ids"], batch.get("attention_mask")).argmax(-1).cpu())
+        true.append(batch["labels"].cpu())
     return torch.cat(predicted), torch.cat(true)
 
 

@@ -24,7 +24,9 @@ ratio ρ_t = π_θ(y_t) / π_old(y_t):
     L_value  = ½ E[ max((V − R)², (clip(V, V_old − ε_v, V_old + ε_v) − R)²) ]
 
 β follows Ziegler et al.'s adaptive controller: it grows when the measured KL exceeds a target
-and shrinks when it falls below. All losses average over response tokens (``mask`` = 1).
+and shrinks when it falls below. All losses average over response tokens (``mask`` = 1), or sum
+over them with ``reduction="sum"`` (what ``PPOTask`` gives ``Trainer``, which divides by the
+response tokens of the whole step).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Literal
 import torch
 
 KLEstimator = Literal["k1", "k2", "k3"]
+Reduction = Literal["mean", "sum"]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -43,6 +46,14 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
         return values.mean()
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _reduce(values: torch.Tensor, mask: torch.Tensor | None, reduction: Reduction) -> torch.Tensor:
+    if reduction == "mean":
+        return masked_mean(values, mask)
+    if reduction == "sum":
+        return values.sum() if mask is None else (values * mask.to(values.dtype)).sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
 
 
 def whiten(values: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8):
@@ -134,8 +145,10 @@ def ppo_policy_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor | None = None,
     clip: float = 0.2,
+    reduction: Reduction = "mean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate loss and the fraction of tokens where clipping was active.
+    """PPO's clipped surrogate loss and the fraction of tokens where clipping was active
+    (with ``reduction="sum"``: the summed loss and the number of clipped tokens).
 
     All inputs ``(batch, seq)``. When ρ = 1 (the first minibatch after a rollout) the loss is
     the plain policy-gradient loss −E[A].
@@ -143,8 +156,8 @@ def ppo_policy_loss(
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
-    loss = -masked_mean(torch.minimum(unclipped, clipped), mask)
-    clip_fraction = masked_mean((clipped < unclipped).float(), mask)
+    loss = -_reduce(torch.minimum(unclipped, clipped), mask, reduction)
+    clip_fraction = _reduce((clipped < unclipped).float(), mask, reduction)
     return loss, clip_fraction
 
 
@@ -154,11 +167,12 @@ def ppo_value_loss(
     returns: torch.Tensor,
     mask: torch.Tensor | None = None,
     clip: float = 0.2,
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """Clipped value loss: the worse of the raw and the clipped prediction's squared error."""
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     worst = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
-    return 0.5 * masked_mean(worst, mask)
+    return 0.5 * _reduce(worst, mask, reduction)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:

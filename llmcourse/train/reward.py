@@ -12,11 +12,12 @@ per response token, r = (1/|y|) Σ_t w·h_t + b, which a small model learns far 
 preference is a sum of local features (as for the lessons' letter-counting rater).
 Only differences of rewards are identified: adding a constant to every reward leaves the loss
 unchanged. Held-out pair accuracy (how often r(y_c) > r(y_r)) is the usual quality measure.
+``RewardModelTask`` trains it on ``Trainer`` from the rows of ``pair_tensors`` (``TensorRows``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -24,14 +25,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.data.collators import pad_batch
+from llmcourse.train.batches import to_device
 from llmcourse.train.preferences import PreferencePair
 from llmcourse.train.sft import encode_text
+from llmcourse.train.tasks import Metrics, Task
 
 
 def bradley_terry_loss(
-    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    reduction: Literal["mean", "sum"] = "mean",
 ) -> torch.Tensor:
-    """``−mean log σ(r_chosen − r_rejected)`` over a batch of pairs, each ``(batch,)``.
+    """``−mean log σ(r_chosen − r_rejected)`` over a batch of pairs, each ``(batch,)`` (or the
+    sum, ``reduction="sum"``).
 
     Written with ``logsigmoid``, which stays finite for large negative margins where
     ``log(sigmoid(x))`` underflows to −inf.
@@ -41,7 +47,10 @@ def bradley_terry_loss(
             f"chosen {tuple(chosen_rewards.shape)} and rejected {tuple(rejected_rewards.shape)} "
             "rewards must have the same shape (one of each per pair)."
         )
-    return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+    return losses.mean() if reduction == "mean" else losses.sum()
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -89,7 +98,7 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def score(self, prompts: torch.Tensor, responses: Sequence[Sequence[int]]) -> torch.Tensor:
         """Rewards ``(batch,)`` of ``prompts`` ``(batch, prompt_len)`` followed by ``responses``
-        (lists of ids, possibly of different lengths): the ``reward_fn`` ``PPOTrainer`` takes."""
+        (lists of ids, possibly of different lengths): the ``reward_fn`` ``PPOTask`` takes."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
         prompt_len = prompts.shape[1]
@@ -97,9 +106,10 @@ class RewardModel(nn.Module):
             prompt.tolist() + list(response)
             for prompt, response in zip(prompts, responses, strict=True)
         ]
-        input_ids = pad_batch(ids, 0).to(prompts.device)
-        lengths = torch.tensor([len(i) for i in ids], device=prompts.device)
-        positions = torch.arange(input_ids.shape[1], device=prompts.device)
+        device = self.head.weight.device  # where the model is, whatever the prompts' device
+        input_ids = pad_batch(ids, 0).to(device)
+        lengths = torch.tensor([len(i) for i in ids], device=device)
+        positions = torch.arange(input_ids.shape[1], device=device)
         attention_mask = (positions < lengths[:, None]).long()
         response_mask = attention_mask * (positions >= prompt_len).long()
         self.eval()
@@ -126,53 +136,35 @@ def pair_tensors(
     return batch
 
 
-def _rewards(model: RewardModel, batch: dict[str, torch.Tensor], side: str, rows=slice(None)):
-    return model(
-        batch[f"{side}_ids"][rows],
-        batch[f"{side}_mask"][rows],
-        batch[f"{side}_response_mask"][rows],
-    )
+def _rewards(model: nn.Module, batch: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+    return model(batch[f"{side}_ids"], batch[f"{side}_mask"], batch[f"{side}_response_mask"])
 
 
-def train_reward_model(
-    model: RewardModel,
-    batch: dict[str, torch.Tensor],
-    steps: int,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    seed: int = 0,
-    on_step: Callable[[int, float, float], None] | None = None,
-) -> list[float]:
-    """AdamW on the Bradley-Terry loss over minibatches drawn from ``batch`` (``pair_tensors``).
+class RewardModelTask(Task):
+    """The Bradley-Terry loss on ``Trainer``: batches are rows of ``pair_tensors``, the unit a
+    pair; ``accuracy`` is the share of pairs where the chosen response scores higher."""
 
-    ``on_step(step, loss, accuracy)`` sees each minibatch's loss and pair accuracy.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0
-    )
-    n = batch["chosen_ids"].shape[0]
-    model.train()
-    losses = []
-    for step in range(steps):
-        rows = torch.randint(n, (min(batch_size, n),), generator=generator)
-        chosen = _rewards(model, batch, "chosen", rows)
-        rejected = _rewards(model, batch, "rejected", rows)
-        loss = bradley_terry_loss(chosen, rejected)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step, losses[-1], float((chosen > rejected).float().mean()))
-    model.eval()
-    return losses
+    name = "reward model"
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["chosen_ids"].shape[0]
+
+    def tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["chosen_ids"].numel() + batch["rejected_ids"].numel()
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, Metrics]:
+        chosen = _rewards(model, batch, "chosen").float()  # float32 under autocast too
+        rejected = _rewards(model, batch, "rejected").float()
+        loss = bradley_terry_loss(chosen, rejected, reduction="sum")
+        return loss, {"accuracy": (chosen > rejected).detach().sum()}
 
 
 @torch.no_grad()
 def preference_accuracy(model: RewardModel, batch: dict[str, torch.Tensor]) -> float:
     """Fraction of pairs where the chosen response gets the higher reward."""
     model.eval()
+    batch = to_device(batch, model.head.weight.device)
     chosen, rejected = _rewards(model, batch, "chosen"), _rewards(model, batch, "rejected")
     return float((chosen > rejected).float().mean())
