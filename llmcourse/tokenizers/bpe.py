@@ -344,7 +344,11 @@ class BPETokenizer(Tokenizer):
     def _set_vocab(self, vocab: list[bytes | None], merges: dict[Pair, int]) -> None:
         self.vocab = vocab
         self.merges = merges
-        self._ranks = {pair: rank for rank, pair in enumerate(merges)}
+        new_ids = list(merges.values())
+        if all(a < b for a, b in pairwise(new_ids)):
+            self._ranks = merges  # ids grow in merge order, so they rank the merges themselves
+        else:
+            self._ranks = {pair: rank for rank, pair in enumerate(merges)}
         byte_ids = [-1] * 256
         for token_id, token in enumerate(vocab):
             if token is not None and len(token) == 1 and token_id not in self._special_ids:
