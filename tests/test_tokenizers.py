@@ -19,6 +19,7 @@ from llmcourse.tokenizers.bpe import (
     pair_counts,
     train_merges_naive,
 )
+from llmcourse.tokenizers.bpe_files import token_from_text
 
 VARIED = [
     "Hello, world! It's 2024; we'll see.",
@@ -81,15 +82,6 @@ def test_fast_and_naive_trainers_learn_identical_merges():
     assert fast.vocab == naive.vocab
 
 
-def _hf_byte_decoder() -> dict[str, int]:
-    """GPT-2's printable stand-ins for bytes, as the Hugging Face ByteLevel pre-tokenizer uses."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    others = [b for b in range(256) if b not in printable]
-    table = {chr(b): b for b in printable}
-    table.update({chr(256 + i): b for i, b in enumerate(others)})
-    return table
-
-
 @pytest.mark.slow
 def test_merges_equal_hugging_face_tokenizers_bpe_trainer():
     """Same corpus, same vocabulary size: the HF byte-level trainer learns the same merges."""
@@ -107,9 +99,8 @@ def test_merges_equal_hugging_face_tokenizers_bpe_trainer():
         show_progress=False,
     )
     theirs.train_from_iterator([text], trainer)
-    decoder = _hf_byte_decoder()
     hf_merges = [
-        tuple(bytes(decoder[ch] for ch in part) for part in merge)
+        tuple(token_from_text(part) for part in merge)
         for merge in json.loads(theirs.to_str())["model"]["merges"]
     ]
     our_merges = [(ours.vocab[a], ours.vocab[b]) for a, b in ours.merges]
@@ -117,7 +108,7 @@ def test_merges_equal_hugging_face_tokenizers_bpe_trainer():
     assert our_merges == hf_merges
     # And both encode held-out text into the same tokens (their ids are numbered differently).
     sample = pretrained.shakespeare("val")[:20_000] + " 日本語 🙂 café"
-    their_tokens = [bytes(decoder[ch] for ch in t) for t in theirs.encode(sample).tokens]
+    their_tokens = [token_from_text(t) for t in theirs.encode(sample).tokens]
     assert [ours.vocab[i] for i in ours.encode(sample)] == their_tokens
 
 
@@ -129,13 +120,20 @@ def test_training_accepts_documents_and_keeps_special_tokens_whole(docs_text):
     ids = tok.encode("a<|endoftext|>b")
     assert ids.count(299) == 1
     assert tok.encode("<|endoftext|>", allowed_special=False) != [299]
-    assert not any(b"<|" in token for token in tok.vocab)  # never learned from the marker
+    assert tok.vocab[299] == b"<|endoftext|>" == tok.token_bytes(299)
+    assert not any(b"<|" in token for token in tok.vocab[:299])  # never learned from the marker
 
 
 def test_training_stops_when_nothing_is_left_to_merge():
     tok = BPETokenizer().train("ab ab ab", vocab_size=1000)
     assert tok.vocab_size < 1000
     assert tok.encode("ab ab") == [tok.vocab.index(b"ab"), tok.vocab.index(b" ab")]
+
+
+def test_text_between_pattern_matches_is_kept_as_chunks_of_its_own():
+    tok = BPETokenizer(r"\p{L}+").train("ab, cd; ab. ab", vocab_size=260)
+    assert tok.pretokenize("ab, cd!") == ["ab", ", ", "cd", "!"]
+    assert tok.decode(tok.encode("ab, cd!")) == "ab, cd!"
 
 
 # ---- round trips --------------------------------------------------------------------------------
@@ -211,8 +209,10 @@ def test_loading_the_wrong_kind_or_a_damaged_file_is_a_clear_error(tmp_path, sma
             {**good, "state": {k: v for k, v in good["state"].items() if k != "merges"}}
         ),
         "bad merge": json.dumps({**good, "state": {**good["state"], "merges": [[0, 99999, 256]]}}),
+        "misspelt merge": json.dumps({**good, "state": {**good["state"], "merges": [[0, 1, 256]]}}),
         "bad special": json.dumps({**good, "special_tokens": {"<|endoftext|>": 10**6}}),
-        "bad bytes": json.dumps({**good, "state": {**good["state"], "bytes": [0] * 256}}),
+        "special on a token": json.dumps({**good, "special_tokens": {"<|endoftext|>": 5}}),
+        "bad token": json.dumps({**good, "state": {**good["state"], "vocab": ["zz"] * 600}}),
         "bad pattern": json.dumps({**good, "state": {**good["state"], "pattern": "(unclosed"}}),
     }
     for name, content in cases.items():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from llmcourse import pretrained
 from llmcourse.tokenizers import GPT2_SPLIT_PATTERN, BPETokenizer, gpt2_tokenizer
-from llmcourse.tokenizers.gpt2 import merges_from_ranks
+from llmcourse.tokenizers.bpe_files import merges_from_ranks
 
 tiktoken = pytest.importorskip("tiktoken")
 
@@ -126,16 +126,15 @@ def test_merges_from_ranks_recovers_a_small_hand_made_vocabulary():
     ranks[b"ab"] = 256
     ranks[b"abc"] = 257
     ranks[b"cab"] = 258  # c + ab, not ca + b: "ca" is not a token
-    assert merges_from_ranks(ranks) == {
-        (ord("a"), ord("b")): 256,
-        (256, ord("c")): 257,
-        (ord("c"), 256): 258,
-    }
+    assert merges_from_ranks(ranks) == [(b"a", b"b"), (b"ab", b"c"), (b"c", b"ab")]
 
 
 def test_merges_from_ranks_rejects_broken_rank_tables():
     ranks = {bytes([b]): b for b in range(256)}
-    with pytest.raises(ValueError, match="no gaps"):
-        merges_from_ranks({**ranks, b"ab": 300})
+    with pytest.raises(ValueError, match="distinct"):
+        merges_from_ranks({**ranks, b"ab": 3})
+    without_x = {token: rank for token, rank in ranks.items() if token != b"x"}
+    with pytest.raises(ValueError, match="not the merge of two earlier ones"):
+        merges_from_ranks({**without_x, b"xyz": 256})
     with pytest.raises(ValueError, match="not the merge of two earlier ones"):
         merges_from_ranks({**ranks, b"abc": 256})

@@ -15,6 +15,12 @@ agree with ``transformers`` to ~1e-5 in fp32 (tests hold them to 1e-4).
 Two layout differences need more than a rename: GPT-2 stores linear weights as
 ``(in, out)`` (its ``Conv1D``) where ``nn.Linear`` wants ``(out, in)``, and fuses Q, K, V into
 one ``c_attn`` matrix, which we split.
+
+RoPE weights come in two layouts. ``apply_rope`` uses Hugging Face's ("half": channel ``i`` turns
+with channel ``i + head_dim/2``); Meta's original LLaMA release, GPT-J and several courses turn
+neighbours ``2i, 2i + 1`` together ("interleaved"). ``convert_rope_layout`` (one tensor:
+``permute_rope_weights``) reorders the query and key rows of such weights so that they load
+exactly, and back.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -36,11 +42,13 @@ from llmcourse.models.seq2seq import Seq2SeqLM
 
 __all__ = [
     "config_from_hf",
+    "convert_rope_layout",
     "from_hf",
     "hf_config",
     "load_hf_dir",
     "load_minilm",
     "load_smollm2",
+    "permute_rope_weights",
     "state_dict_from_hf",
     "to_hf",
 ]
@@ -275,6 +283,77 @@ def to_hf(model: LanguageModel):
     if config.tie_embeddings:
         hf_model.tie_weights()
     return hf_model.float().eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# RoPE layouts
+# ---------------------------------------------------------------------------------------------
+
+RopeLayout = Literal["half", "interleaved"]
+_ROPE_LAYOUTS = ("half", "interleaved")
+
+
+def permute_rope_weights(
+    weight: torch.Tensor, n_heads: int, from_layout: RopeLayout, to_layout: RopeLayout
+) -> torch.Tensor:
+    """Reorder the output rows of a query or key projection from one RoPE layout to the other.
+
+    ``weight`` is ``(n_heads * head_dim, d_in)`` (or a bias, ``(n_heads * head_dim,)``). RoPE
+    turns channel pairs by angle ``p · θ^(-2i/head_dim)`` (Su et al. 2021): pair ``i`` is
+    channels ``(2i, 2i + 1)`` in the "interleaved" layout (Meta's LLaMA, a complex multiply) and
+    ``(i, i + head_dim/2)`` in the "half" layout (Hugging Face, ``apply_rope``). Scores ``q·k``
+    sum over channels, so renumbering the channels of ``q`` and ``k`` alike changes nothing
+    but which ones turn together: putting each head's even rows first and its odd rows second
+    makes interleaved pairs half pairs, with the same angles. Hugging Face's
+    ``convert_llama_weights_to_hf.py`` does this with its ``permute``.
+    """
+    for name, layout in (("from_layout", from_layout), ("to_layout", to_layout)):
+        if layout not in _ROPE_LAYOUTS:
+            raise ValueError(
+                f"{name}={layout!r} is not a RoPE layout; use 'half' or 'interleaved'."
+            )
+    rows = weight.shape[0]
+    if rows % n_heads or (rows // n_heads) % 2:
+        raise ValueError(
+            f"weight has {rows} rows, which do not split into n_heads={n_heads} heads of an even "
+            "head_dim: pass the query (or key/value) head count of this projection."
+        )
+    if from_layout == to_layout:
+        return weight
+    half = rows // n_heads // 2
+    # interleaved -> half: (head, pair, 2) -> (head, 2, pair); half -> interleaved: the inverse.
+    split = (n_heads, half, 2) if from_layout == "interleaved" else (n_heads, 2, half)
+    return weight.reshape(*split, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
+
+
+def convert_rope_layout(
+    state_dict: dict[str, torch.Tensor],
+    config: ModelConfig,
+    from_layout: RopeLayout,
+    to_layout: RopeLayout,
+) -> dict[str, torch.Tensor]:
+    """A copy of a ``DecoderLM`` state dict with every query and key projection (weights and
+    biases) reordered by ``permute_rope_weights``; other tensors are shared, not copied.
+
+    Load weights trained with interleaved RoPE (Meta's LLaMA checkpoints, renamed to our names)
+    with ``model.load_state_dict(convert_rope_layout(state, config, "interleaved", "half"))``.
+    """
+    if config.position != "rope":
+        raise ValueError(f"config.position is {config.position!r}: only RoPE models have a layout.")
+    converted = dict(state_dict)
+    for i in range(config.n_layer):
+        for projection, n_heads in (("q_proj", config.n_head), ("k_proj", config.kv_heads)):
+            for kind in ("weight", "bias"):
+                name = f"blocks.{i}.attn.{projection}.{kind}"
+                if name not in converted and kind == "weight":
+                    raise ValueError(
+                        f"state_dict lacks {name!r}: convert_rope_layout wants a DecoderLM state "
+                        "dict with our names (rename other checkpoints first)."
+                    )
+                if name in converted:
+                    tensor = converted[name]
+                    converted[name] = permute_rope_weights(tensor, n_heads, from_layout, to_layout)
+    return converted
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,7 +92,9 @@ def rope_cos_sin(
     """``cos`` and ``sin`` of the rotation angles, each ``(*position_ids.shape, head_dim)``.
 
     Channel pair ``i`` (channels ``i`` and ``i + head_dim/2``: the "rotate-half" layout of
-    Hugging Face's LLaMA) turns by angle ``p · θ^(-2i/head_dim)`` at position ``p``.
+    Hugging Face's LLaMA) turns by angle ``p · θ^(-2i/head_dim)`` at position ``p``. Weights
+    trained with neighbouring pairs ``2i, 2i + 1`` (Meta's LLaMA release, GPT-J) load after
+    ``llmcourse.models.hf.convert_rope_layout`` reorders their query and key rows.
     """
     if head_dim % 2:
         raise ValueError(f"RoPE rotates pairs of channels; head_dim={head_dim} must be even.")

@@ -2,11 +2,21 @@
 
 Every tokenizer keeps one contract (``base.Tokenizer``): ``train(text, vocab_size)``,
 ``encode(str) -> list[int]``, ``decode(list[int]) -> str``, ``vocab_size``, ``special_tokens``,
-``eos_id``, ``save(path)`` and ``Tokenizer.load(path)``.
+``eos_id``, ``save(path)`` and ``Tokenizer.load(path)``. ``BPETokenizer.from_vocab_merges``
+and the readers and writers of ``bpe_files`` exchange byte-level BPE vocabularies with GPT-2's
+files, tiktoken and Hugging Face ``tokenizers``.
 """
 
 from llmcourse.tokenizers.base import Tokenizer
 from llmcourse.tokenizers.bpe import GPT2_SPLIT_PATTERN, BPETokenizer
+from llmcourse.tokenizers.bpe_files import (
+    load_gpt2_files,
+    load_hf_tokenizer,
+    load_tiktoken,
+    save_gpt2_files,
+    save_hf_tokenizer,
+    save_tiktoken,
+)
 from llmcourse.tokenizers.char import CharTokenizer
 from llmcourse.tokenizers.fertility import fertility
 from llmcourse.tokenizers.gpt2 import gpt2_tokenizer
@@ -23,6 +33,12 @@ __all__ = [
     "WordPieceTokenizer",
     "fertility",
     "gpt2_tokenizer",
+    "load_gpt2_files",
+    "load_hf_tokenizer",
+    "load_tiktoken",
     "minilm_wordpiece",
     "sample_text",
+    "save_gpt2_files",
+    "save_hf_tokenizer",
+    "save_tiktoken",
 ]

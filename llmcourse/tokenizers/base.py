@@ -27,6 +27,19 @@ FORMAT_VERSION = 1
 T = TypeVar("T", bound="Tokenizer")
 
 
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to a temp file beside ``path``, then rename it into place, so a
+    crash never leaves half a file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 class Tokenizer:
     """Base class: text ``str`` -> ids ``list[int]`` -> text, plus special tokens and file I/O.
 
@@ -51,6 +64,7 @@ class Tokenizer:
         self.special_token_names = names
         self.eos_token = eos_token
         self.special_tokens: dict[str, int] = {}  # filled by train() or load()
+        self._special_ids: dict[int, str] = {}
         self._special_pattern: re.Pattern[str] | None = None
 
     # ---- what subclasses provide -------------------------------------------------------------
@@ -195,10 +209,7 @@ class Tokenizer:
             "eos_token": self.eos_token,
             "state": self._state(),
         }
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        temporary.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
-        os.replace(temporary, path)
-        return path
+        return write_text_atomically(path, json.dumps(document, ensure_ascii=False))
 
     @classmethod
     def load(cls: type[T], path: str | os.PathLike[str]) -> T:

@@ -22,21 +22,10 @@ GPT-2; if two different pairs ever spelled the same bytes, both tokens would exi
 from __future__ import annotations
 
 import heapq
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 from itertools import pairwise
 
-import regex
-
 Pair = tuple[int, int]
-
-
-def pretoken_counts(documents: Iterable[str], pattern: regex.Pattern[str]) -> Counter[str]:
-    """How often each pre-token (regex chunk) occurs across ``documents``."""
-    counts: Counter[str] = Counter()
-    for document in documents:
-        counts.update(pattern.findall(document))
-    return counts
 
 
 def learn_merges(
