@@ -267,3 +267,28 @@ def test_decode_accepts_numpy_and_torch_ids(small_bpe):
     ids = small_bpe.encode("To be, or not to be")
     assert small_bpe.decode(np.array(ids)) == "To be, or not to be"
     assert small_bpe.decode(torch.tensor(ids)) == "To be, or not to be"
+
+
+def test_a_file_saved_by_an_earlier_version_still_loads(tmp_path):
+    """Earlier versions saved the 256 byte values in id order and merges creating the next id,
+    with special tokens after the vocabulary; such files keep loading with the same ids."""
+    from llmcourse.tokenizers.base import FORMAT, FORMAT_VERSION
+
+    state = {
+        "pattern": r"\S+|\s+",
+        "bytes": list(range(256)),
+        "merges": [[116, 104, 256], [256, 101, 257]],  # "th", then "the"
+    }
+    document = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "type": "BPETokenizer",
+        "special_tokens": {"<|endoftext|>": 258},
+        "eos_token": "<|endoftext|>",
+        "state": state,
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    tokenizer = BPETokenizer.load(path)
+    assert tokenizer.encode("the<|endoftext|>") == [257, 258]
+    assert tokenizer.decode([257, 258]) == "the<|endoftext|>"

@@ -474,6 +474,9 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def _from_state(cls, state: dict[str, Any]) -> BPETokenizer:
+        legacy = "bytes" in state and "vocab" not in state
+        if legacy:
+            state = _state_from_byte_order(state)
         texts = state["vocab"]
         vocab = {i: bytes.fromhex(text) for i, text in enumerate(texts) if text is not None}
         merges = []
@@ -485,10 +488,14 @@ class BPETokenizer(Tokenizer):
             merges.append((vocab[first], vocab[second]))
         tokenizer = cls.from_vocab_merges(vocab, merges, (), pattern=str(state["pattern"]))
         tokenizer.vocab.extend([None] * (len(texts) - len(tokenizer.vocab)))  # trailing slots
+        tokenizer._legacy_file = legacy  # special tokens follow the vocabulary, without slots
         return tokenizer
 
     def _check_loaded(self, path: Path) -> None:
         """Check the special tokens' ids, then put their bytes back into their empty slots."""
+        if getattr(self, "_legacy_file", False) and self.special_tokens:
+            end = max(self.special_tokens.values()) + 1
+            self.vocab.extend([None] * (end - len(self.vocab)))
         super()._check_loaded(path)
         for name, token_id in self.special_tokens.items():
             if self.vocab[token_id] is not None:
@@ -497,6 +504,24 @@ class BPETokenizer(Tokenizer):
                     f"ordinary token {self.vocab[token_id]!r}."
                 )
             self.vocab[token_id] = name.encode("utf-8")
+
+
+def _state_from_byte_order(state: dict[str, Any]) -> dict[str, Any]:
+    """The state as earlier llmcourse versions saved it (the 256 byte values in id order, then
+    merges that each create the next id), in today's shape, so their files still load."""
+    byte_values = [int(b) for b in state["bytes"]]
+    if sorted(byte_values) != list(range(256)):
+        raise ValueError("'bytes' must list each of the 256 byte values once")
+    vocab = [bytes([b]) for b in byte_values]
+    for first, second, new_id in state["merges"]:
+        if not (0 <= first < len(vocab) and 0 <= second < len(vocab)) or new_id != len(vocab):
+            raise ValueError(f"merge {[first, second, new_id]} does not fit the ids before it")
+        vocab.append(vocab[first] + vocab[second])
+    return {
+        "pattern": state["pattern"],
+        "vocab": [t.hex() for t in vocab],
+        "merges": state["merges"],
+    }
 
 
 def _special_token_ids(
