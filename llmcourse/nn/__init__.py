@@ -14,7 +14,7 @@ from llmcourse.nn.attention import (
 )
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.feedforward import MLP, GatedMLP, swiglu
-from llmcourse.nn.kv_cache import KVCache
+from llmcourse.nn.kv_cache import Cache, KVCache, SlidingWindowKVCache
 from llmcourse.nn.masks import (
     causal_mask,
     combine_masks,
@@ -39,6 +39,7 @@ from llmcourse.nn.positional import (
 
 __all__ = [
     "MLP",
+    "Cache",
     "GatedMLP",
     "KVCache",
     "LayerNorm",
@@ -49,6 +50,7 @@ __all__ = [
     "RelativePositionBias",
     "RotaryEmbedding",
     "SinusoidalPositionalEmbedding",
+    "SlidingWindowKVCache",
     "TransformerBlock",
     "alibi_bias",
     "alibi_slopes",
