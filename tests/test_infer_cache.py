@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
+from host_reads import host_reads
 
 from llmcourse.config import ModelConfig
 from llmcourse.infer import (
@@ -254,47 +254,6 @@ def test_rolling_cache_refuses_to_roll_back_past_what_it_dropped(mistral):
 # --------------------------------------------------------------------------------------------
 # No host sync per decode step
 # --------------------------------------------------------------------------------------------
-
-# Tensor operations that hand data to Python: on an accelerator each one waits for every queued
-# kernel to finish (torch.cuda.set_sync_debug_mode flags them; on the CPU we count them).
-HOST_READS = {
-    "__bool__",
-    "__int__",
-    "__float__",
-    "__index__",
-    "__repr__",
-    "__format__",
-    "item",
-    "tolist",
-    "numpy",
-    "cpu",
-    "nonzero",
-    "unique",
-    "masked_select",
-    "equal",
-    "allclose",
-    "is_nonzero",
-}
-
-
-class HostReads(TorchFunctionMode):
-    """Counts tensor operations that read data back to the host while it is active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "")
-        if name in HOST_READS:
-            self.calls.append(name)
-        return func(*args, **(kwargs or {}))
-
-
-def host_reads(fn) -> list[str]:
-    with HostReads() as probe:
-        fn()
-    return probe.calls
 
 
 def test_the_probe_sees_a_host_read():
