@@ -47,6 +47,16 @@ WINDOW = 5
 generate_module = importlib.import_module("llmcourse.infer.generate")
 TINY_MISTRAL = TINY_LLAMA.replace(sliding_window=WINDOW)
 TINY_GPT2 = ModelConfig(vocab_size=97, context_length=128, d_model=32, n_layer=2, n_head=4)
+# Every position scheme (rope, learned, ALiBi, T5's relative bias, sinusoidal) and a window.
+# (Mixture-of-experts routing is left out: it gathers each expert's tokens with torch.where.)
+NO_READS_PER_STEP = {
+    "llama": TINY_LLAMA,
+    "mistral": TINY_MISTRAL,
+    "gpt2": TINY_GPT2,
+    "jais-alibi": TINY_GPT2.replace(position="alibi", mlp="swiglu"),
+    "t5-relative": TINY_GPT2.replace(position="relative", norm="rmsnorm", bias=False),
+    "sinusoidal": TINY_GPT2.replace(position="sinusoidal", norm_placement="post"),
+}
 
 
 def make_model(config: ModelConfig, seed: int = 0) -> DecoderLM:
@@ -269,9 +279,7 @@ SETTINGS = {
 }
 
 
-@pytest.mark.parametrize(
-    "config", [TINY_LLAMA, TINY_MISTRAL, TINY_GPT2], ids=["llama", "mistral", "gpt2"]
-)
+@pytest.mark.parametrize("config", NO_READS_PER_STEP.values(), ids=NO_READS_PER_STEP.keys())
 @pytest.mark.parametrize("name", list(SETTINGS))
 def test_generate_reads_nothing_back_per_step(config, name):
     model = make_model(config)
