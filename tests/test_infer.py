@@ -208,11 +208,23 @@ def test_bad_generation_config_names_the_field(fields, error, message):
         GenerationConfig().replace(**fields)
 
 
-def test_generation_config_is_immutable():
+def test_generation_config_is_immutable_and_normalises_stop_tokens():
     config = GenerationConfig()
     with pytest.raises(AttributeError):
         config.temperature = 0  # type: ignore[misc]
     assert GenerationConfig(stop_tokens=[3, 4]).stop_tokens == (3, 4)
+    assert GenerationConfig(stop_tokens=0).stop_tokens == (0,)  # id 0 is a token, not "none"
+    assert GenerationConfig(stop_tokens=None).stop_tokens == ()
+
+
+def test_stop_token_zero_stops(prompt):
+    """Token id 0 is a real stop token (falsy, but not "no stop tokens")."""
+    model = make_model()
+    first = int(generate(model, prompt, 1, temperature=0)[0, -1])
+    with torch.no_grad():  # swap output rows: the first greedy token becomes id 0
+        model.lm_head.weight[[0, first]] = model.lm_head.weight[[first, 0]].clone()
+    out = generate(model, prompt, 20, temperature=0, stop_tokens=0)
+    assert out[0, prompt.shape[1] :].tolist() == [0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -128,7 +128,6 @@ def _resolve_config(
                 "Give max_new_tokens (e.g. generate(model, ids, 20)) or a "
                 "config=GenerationConfig(max_new_tokens=...)."
             )
-        keywords["stop_tokens"] = keywords["stop_tokens"] or ()
         return GenerationConfig(max_new_tokens=max_new_tokens, **keywords)
     if not isinstance(config, GenerationConfig):
         raise TypeError(
