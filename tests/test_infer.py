@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from llmcourse.config import ModelConfig
 from llmcourse.infer import (
+    GenerationConfig,
     StaticKVCache,
     apply_repetition_penalty,
     decode_step,
@@ -150,6 +151,80 @@ def test_right_padding_and_wrong_inputs_raise(model, prompt):
         generate(model, prompt, 2, stop_tokens=["eos"])
     with pytest.raises(ValueError, match="top_p"):
         stream(model, prompt, 2, top_p=2.0)  # raised at the call, before any iteration
+
+
+# --------------------------------------------------------------------------------------------
+# GenerationConfig: one checked object instead of a dozen keywords
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_config_gives_what_the_keywords_give(model, prompt):
+    stop = int(generate(model, prompt, 12, temperature=0)[0, prompt.shape[1] + 7])
+    config = GenerationConfig(max_new_tokens=12, temperature=0, stop_tokens=stop)
+    assert config.stop_tokens == (stop,) and config.pad_id == stop and config.greedy
+    want = generate(model, prompt, 12, temperature=0, stop_tokens=stop)
+    assert torch.equal(generate(model, prompt, config=config), want)
+    streamed = torch.stack(list(stream(model, prompt, config=config)), 1)
+    assert torch.equal(torch.cat([prompt, streamed], 1), want)
+    sampled = config.replace(temperature=0.8, top_k=20, stop_tokens=())
+    gen = torch.Generator().manual_seed(1)
+    want = generate(model, prompt, 12, temperature=0.8, top_k=20, generator=gen)
+    gen = torch.Generator().manual_seed(1)
+    assert torch.equal(generate(model, prompt, config=sampled, generator=gen), want)
+
+
+def test_config_and_keywords_together_or_neither_raise(model, prompt):
+    config = GenerationConfig(max_new_tokens=4)
+    with pytest.raises(TypeError, match=r"both in config and as arguments \(temperature\)"):
+        generate(model, prompt, config=config, temperature=0)
+    with pytest.raises(TypeError, match="max_new_tokens"):
+        stream(model, prompt, 4, config=config)
+    with pytest.raises(TypeError, match="Give max_new_tokens"):
+        generate(model, prompt)
+    with pytest.raises(TypeError, match="GenerationConfig, got ModelConfig"):
+        generate(model, prompt, config=TINY_LLAMA)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"max_new_tokens": -1}, ValueError, "max_new_tokens must be >= 0"),
+        ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens must be an int"),
+        ({"temperature": "hot"}, ValueError, "temperature must be a number"),
+        ({"top_k": 0}, ValueError, "top_k must be a positive integer"),
+        ({"top_p": 1.5}, ValueError, "top_p must be in"),
+        ({"repetition_penalty": 0}, ValueError, "repetition_penalty must be > 0"),
+        ({"stop_tokens": ["eos"]}, TypeError, "stop_tokens must be token ids"),
+        ({"stop_tokens": "eos"}, TypeError, "stop_tokens must be token ids"),
+        ({"pad_token_id": -2}, ValueError, "pad_token_id must be >= 0"),
+        ({"use_cache": "yes"}, TypeError, "use_cache must be True or False"),
+        ({"cache": "paged"}, ValueError, "cache must be 'dynamic' or 'static'"),
+    ],
+)
+def test_bad_generation_config_names_the_field(fields, error, message):
+    with pytest.raises(error, match=message):
+        GenerationConfig(**fields)
+    with pytest.raises(error, match=message):
+        GenerationConfig().replace(**fields)
+
+
+def test_generation_config_is_immutable_and_normalises_stop_tokens():
+    config = GenerationConfig()
+    with pytest.raises(AttributeError):
+        config.temperature = 0  # type: ignore[misc]
+    assert GenerationConfig(stop_tokens=[3, 4]).stop_tokens == (3, 4)
+    assert GenerationConfig(stop_tokens=0).stop_tokens == (0,)  # id 0 is a token, not "none"
+    assert GenerationConfig(stop_tokens=None).stop_tokens == ()
+
+
+def test_stop_token_zero_stops(prompt):
+    """Token id 0 is a real stop token (falsy, but not "no stop tokens")."""
+    model = make_model()
+    first = int(generate(model, prompt, 1, temperature=0)[0, -1])
+    with torch.no_grad():  # swap output rows: the first greedy token becomes id 0
+        model.lm_head.weight[[0, first]] = model.lm_head.weight[[first, 0]].clone()
+    out = generate(model, prompt, 20, temperature=0, stop_tokens=0)
+    assert out[0, prompt.shape[1] :].tolist() == [0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,6 +66,12 @@ def test_binds_loopback_only(server):
     assert server.url.startswith("http://127.0.0.1:")
 
 
+def test_the_model_is_on_the_chosen_device(server):
+    health = httpx.get(server.url + "/health").json()
+    assert health["device"] == "cpu"  # utils.device(): no GPU here, LLMCOURSE_DEVICE unset
+    assert "device cpu" in server.output()
+
+
 def test_completion_and_its_stream_agree(client):
     reply = client.completions.create(
         model=MODEL, prompt="To be, or not", max_tokens=8, temperature=0

@@ -7,9 +7,10 @@ import time
 
 import pytest
 import torch
+from host_reads import host_reads
 
 from llmcourse.config import ModelConfig
-from llmcourse.infer import generate
+from llmcourse.infer import GenerationConfig, generate
 from llmcourse.models import DecoderLM
 from llmcourse.serve.engine import BatchingEngine, GenerationRequest, SamplingParams
 
@@ -58,9 +59,14 @@ class Collector:
         return "".join(e.text for e in self.events)
 
 
+def sampling(max_tokens=16, stop=(), seed=None, **generation) -> SamplingParams:
+    config = GenerationConfig(max_new_tokens=max_tokens, **generation)
+    return SamplingParams(config, stop=stop, seed=seed)
+
+
 def submit(engine, prompt, **params) -> tuple[GenerationRequest, Collector]:
     collector = Collector()
-    request = GenerationRequest(prompt, SamplingParams(**params), collector)
+    request = GenerationRequest(prompt, sampling(**params), collector)
     return engine.submit(request), collector
 
 
@@ -135,3 +141,52 @@ def test_engine_rejects_bad_settings_and_empty_prompts(model):
     engine = BatchingEngine(model, IdCodec())
     with pytest.raises(ValueError, match="no tokens"):
         engine.submit(GenerationRequest([], SamplingParams(), print))
+
+
+def test_a_sliding_window_model_keeps_its_solo_tokens_when_rows_join_and_leave(model):
+    """The engine reshapes the batch through the cache interface only: the rolling cache of a
+    sliding-window model takes the same padding, merging and trimming."""
+    torch.manual_seed(0)
+    windowed = DecoderLM(model.config.replace(sliding_window=6)).eval()
+    engine = BatchingEngine(windowed, IdCodec(), max_batch_size=4).start()
+    try:
+        prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15], [16, 17, 18, 19, 20]]
+        first = [submit(engine, p, max_tokens=30, temperature=0) for p in prompts[:2]]
+        time.sleep(0.05)
+        later = [submit(engine, p, max_tokens=8, temperature=0) for p in prompts[2:]]
+        for _, collector in first + later:
+            assert collector.done.wait(30)
+    finally:
+        engine.stop()
+    for prompt, (request, _), n in zip(prompts, first + later, [30, 30, 8, 8], strict=True):
+        assert request.generated == alone(windowed, prompt, n)
+
+
+def test_repetition_penalty_sees_only_the_rows_own_tokens(model):
+    """Rows prefilled together are left-padded; each row's penalty must count its own tokens
+    only (not the padding, not the other rows'), as generate does for that prompt alone."""
+    engine = BatchingEngine(model, IdCodec(), max_batch_size=4)
+    prompts = [[1, 6], [20, 21, 22, 23, 24, 25, 26]]  # alone, the first stops at its 5th token
+    requests = [
+        submit(engine, p, max_tokens=12, temperature=0, repetition_penalty=3.0)[0] for p in prompts
+    ]
+    with torch.inference_mode():
+        while engine._active or engine.queued:
+            engine._step()
+    for prompt, request in zip(prompts, requests, strict=True):
+        ids = torch.tensor([prompt])
+        out = generate(model, ids, 12, temperature=0, repetition_penalty=3.0, stop_tokens=[0])
+        want = out[0, len(prompt) :].tolist()
+        assert request.generated == (want[: want.index(0)] if 0 in want else want)
+    assert requests[0].generated == [93, 86, 85, 61]  # stopped: padding (id 0) was not penalised
+    assert requests[1].generated != alone(model, prompts[1], 12)  # the penalty did something
+
+
+def test_one_read_back_to_the_host_per_decode_step(model):
+    engine = BatchingEngine(model, IdCodec(), max_batch_size=4)
+    submit(engine, [5, 6, 7], max_tokens=40, temperature=0)
+    submit(engine, [8, 9], max_tokens=40, temperature=0.7, top_p=0.9, seed=3)
+    with torch.inference_mode():
+        engine._step()  # admission, prefill and the first step
+        reads = host_reads(lambda: [engine._step() for _ in range(20)])
+    assert reads == ["tolist"] * 20

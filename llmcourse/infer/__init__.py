@@ -1,14 +1,17 @@
 """Serving a language model: decoding strategies, KV caches, speculative decoding.
 
 - ``generate`` / ``stream``: greedy, temperature, top-k, top-p, repetition penalty, stop
-  tokens, batched prompts with left padding, with or without a KV cache;
-- ``prefill`` / ``decode_step`` / ``merge_states`` / ``select_rows``: the per-step API a
-  batching server drives (``llmcourse.infer.decoding``);
-- ``StaticKVCache``: a preallocated cache with the same interface as ``llmcourse.nn.KVCache``;
+  tokens, batched prompts with left padding, with or without a KV cache; their settings are a
+  ``GenerationConfig``;
+- ``prefill`` / ``decode_step`` / ``merge_states`` / ``select_rows`` / ``trim_left``: the
+  per-step API a batching server drives (``llmcourse.infer.decoding``);
+- ``StaticKVCache``: a preallocated cache; like ``llmcourse.nn.KVCache`` and
+  ``SlidingWindowKVCache`` it implements ``llmcourse.nn.Cache``;
 - ``beam_search`` with a length penalty; ``speculative_generate`` (Leviathan et al. 2023);
 - the sampling filters themselves (``top_k_filter``, ``top_p_filter``, ...).
 """
 
+from llmcourse.infer.config import GenerationConfig
 from llmcourse.infer.decoding import (
     DecodeState,
     decode_step,
@@ -16,6 +19,7 @@ from llmcourse.infer.decoding import (
     merge_states,
     prefill,
     select_rows,
+    trim_left,
 )
 from llmcourse.infer.generate import generate, stream
 from llmcourse.infer.sampling import (
@@ -29,6 +33,7 @@ from llmcourse.infer.static_cache import StaticKVCache
 
 __all__ = [
     "DecodeState",
+    "GenerationConfig",
     "StaticKVCache",
     "apply_repetition_penalty",
     "decode_step",
@@ -42,4 +47,5 @@ __all__ = [
     "stream",
     "top_k_filter",
     "top_p_filter",
+    "trim_left",
 ]

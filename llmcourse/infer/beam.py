@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from llmcourse.infer.decoding import check_prompt
-from llmcourse.nn.kv_cache import KVCache
+from llmcourse.infer.decoding import check_prompt, make_cache
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def beam_search(
     stops = set([stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []))
     finished: list[tuple[float, torch.Tensor]] = []
     with torch.inference_mode():
-        cache = KVCache()
+        cache = make_cache(model, "dynamic")
         logits = model(input_ids, kv_cache=cache).logits[:, -1]  # (1, vocab)
         beams = torch.empty(1, 0, dtype=torch.long, device=input_ids.device)  # new tokens
         scores = torch.zeros(1, device=input_ids.device)  # summed log-probs of live beams
@@ -68,7 +67,10 @@ def beam_search(
             # 2·num_beams candidates always leave num_beams that did not stop.
             top = torch.topk(candidates, min(2 * num_beams, candidates.numel()))
             keep_rows, keep_tokens, keep_scores = [], [], []
-            for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            # The hypothesis bookkeeping runs in Python: one read of 2·num_beams candidates
+            # back to the host per step (the only one).
+            top_scores, top_indices = top.values.tolist(), top.indices.tolist()
+            for score, flat in zip(top_scores, top_indices, strict=True):
                 row, token = divmod(flat, vocab)
                 sequence = torch.cat((beams[row], beams.new_tensor([token])))
                 if token in stops:
@@ -88,12 +90,12 @@ def beam_search(
             del finished[num_beams:]
             if len(finished) == num_beams:
                 longest = max_new_tokens if length_penalty > 0 else step + 1
-                best_reachable = _length_normalised(float(scores.max()), longest, length_penalty)
+                best_reachable = _length_normalised(max(keep_scores), longest, length_penalty)
                 if best_reachable <= finished[-1][0]:
                     break
             if step + 1 == max_new_tokens:
                 break
-            cache.reorder(rows)
+            cache.select_rows(rows)
             logits = model(beams[:, -1:], kv_cache=cache).logits[:, -1]
         length = beams.shape[1]
         for score, sequence in zip(scores.tolist(), beams, strict=True):

@@ -19,26 +19,26 @@ latest next-token logits. A batching scheduler drives it like this::
         new = prefill(model, other_prompt)                  # a request arrives: prefill it...
         state = merge_states([state, new])                  # ...and it joins between steps
         state = select_rows(state, unfinished_rows)         # finished requests leave
+        state = trim_left(state, unused_columns)            # padding no row needs any more
 
 ``merge_states`` left-pads the shorter caches with masked positions, so rows of different
 lengths share one batched forward. Rows never see each other: padding keys are masked and
 positions count real tokens only. ``use_cache=False`` (``cache=None``) recomputes the whole
-sequence at every step: the baseline the cache is measured against.
+sequence at every step: the baseline the cache is measured against. The cache is handled only
+through ``llmcourse.nn.Cache``'s methods, so any cache class works here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
+from llmcourse.infer.config import CacheKind
 from llmcourse.infer.static_cache import StaticKVCache
 from llmcourse.models.base import check_input_ids
-from llmcourse.nn.kv_cache import KVCache
-
-CacheKind = Literal["dynamic", "static"]
+from llmcourse.nn.kv_cache import Cache, KVCache, SlidingWindowKVCache
 
 
 @dataclass
@@ -47,28 +47,46 @@ class DecodeState:
 
     ``tokens``: ``(batch, seq)`` prompt and generated ids (left padding included);
     ``attention_mask``: ``(batch, seq)`` or ``None``; ``logits``: ``(batch, vocab)`` for the
-    next token; ``cache``: a ``KVCache``, a ``StaticKVCache`` or ``None`` (no caching).
+    next token; ``cache``: any ``llmcourse.nn.Cache``, or ``None`` (no caching).
     """
 
     tokens: torch.Tensor
     attention_mask: torch.Tensor | None
     logits: torch.Tensor
-    cache: Any = None
+    cache: Cache | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.tokens.shape[0])
 
+    @property
+    def width(self) -> int:
+        """Columns so far (prompt, left padding and generated tokens)."""
+        return int(self.tokens.shape[1])
+
 
 def make_cache(
-    model: torch.nn.Module, kind: CacheKind | None, batch_size: int, max_len: int
-) -> KVCache | StaticKVCache | None:
-    """An empty cache of ``kind`` for ``model`` (``None``: no cache)."""
+    model: torch.nn.Module,
+    kind: CacheKind | None,
+    batch_size: int = 1,
+    max_len: int | None = None,
+    *,
+    rollback: int = 0,
+) -> Cache | None:
+    """An empty cache of ``kind`` for ``model`` (``None``: no cache).
+
+    ``"dynamic"`` is a ``KVCache``, or a ``SlidingWindowKVCache`` that keeps only the window
+    when the model attends through one (``config.sliding_window``; ``rollback``: positions it
+    must be able to ``crop`` back). ``"static"`` preallocates ``max_len`` positions (default:
+    the context length) for ``batch_size`` rows.
+    """
     if kind is None:
         return None
     if kind == "dynamic":
-        return KVCache()
+        window = model.config.sliding_window
+        return KVCache() if window is None else SlidingWindowKVCache(window, rollback)
     if kind == "static":
+        max_len = model.config.context_length if max_len is None else max_len
         weight = next(model.parameters())
         dtype = weight.dtype if weight.is_floating_point() else torch.float32
         return StaticKVCache(model.config, max_len, batch_size, dtype=dtype, device=weight.device)
@@ -125,7 +143,6 @@ def prefill(
     model's context length)."""
     if attention_mask is not None and bool(attention_mask.all()):
         attention_mask = None  # nothing is padded: let the model take its fast causal path
-    max_len = model.config.context_length if max_len is None else max_len
     kv = make_cache(model, cache, input_ids.shape[0], max_len)
     logits = _forward(model, input_ids, attention_mask, kv)
     return DecodeState(input_ids, attention_mask, logits, kv)
@@ -146,46 +163,54 @@ def decode_step(
 
 
 def merge_states(states: list[DecodeState], pad_token_id: int = 0) -> DecodeState:
-    """One batch from several (dynamic-cache) states: shorter rows are left-padded.
+    """One batch from several cached states: shorter rows are left-padded.
 
     Padded cache positions hold zeros and are masked out, so each row's next logits are the
-    ones it would get alone (up to float rounding of a differently shaped matmul).
+    ones it would get alone (up to float rounding of a differently shaped matmul). The states
+    are consumed: their caches are padded in place and joined with ``Cache.cat``.
     """
     if not states:
         raise ValueError("merge_states needs at least one state.")
     if len(states) == 1:
         return states[0]
-    if any(not isinstance(s.cache, KVCache) for s in states):
-        raise ValueError(
-            "Only dynamic KVCache states can be merged (a static cache has a fixed batch size)."
-        )
-    length = max(s.tokens.shape[1] for s in states)
-    tokens, masks, keys, values = [], [], [], []
+    if any(s.cache is None for s in states):
+        raise ValueError("merge_states joins cached states; prefill them with a cache.")
+    width = max(s.width for s in states)
+    tokens, masks = [], []
     for s in states:
-        pad = length - s.tokens.shape[1]
+        pad = width - s.width
         tokens.append(F.pad(s.tokens, (pad, 0), value=pad_token_id))
         mask = s.attention_mask if s.attention_mask is not None else torch.ones_like(s.tokens)
         masks.append(F.pad(mask, (pad, 0), value=0))
-        keys.append([F.pad(k, (0, 0, pad, 0)) for k in s.cache.keys])
-        values.append([F.pad(v, (0, 0, pad, 0)) for v in s.cache.values])
-    cache = KVCache()
-    cache.keys = [torch.cat(layer) for layer in zip(*keys, strict=True)]
-    cache.values = [torch.cat(layer) for layer in zip(*values, strict=True)]
-    mask = torch.cat(masks)
+        s.cache.pad_left(pad)
+    padded = any(s.attention_mask is not None or s.width < width for s in states)
     return DecodeState(
         tokens=torch.cat(tokens),
-        attention_mask=None if bool(mask.all()) else mask,
+        attention_mask=torch.cat(masks) if padded else None,
         logits=torch.cat([s.logits for s in states]),
-        cache=cache,
+        cache=type(states[0].cache).cat([s.cache for s in states]),
     )
 
 
 def select_rows(state: DecodeState, rows: torch.Tensor | list[int]) -> DecodeState:
     """Keep only ``rows`` of the batch (finished requests leave between steps)."""
     index = torch.as_tensor(rows, dtype=torch.long, device=state.tokens.device)
-    if isinstance(state.cache, StaticKVCache) and index.numel() != state.batch_size:
-        raise ValueError("A static cache keeps its batch size; use a dynamic cache to drop rows.")
     if state.cache is not None:
-        state.cache.reorder(index)
+        state.cache.select_rows(index)
     mask = None if state.attention_mask is None else state.attention_mask[index]
     return DecodeState(state.tokens[index], mask, state.logits[index], state.cache)
+
+
+def trim_left(state: DecodeState, columns: int) -> DecodeState:
+    """Drop the first ``columns`` columns of every row (updates ``state``).
+
+    After rows leave, left padding that every remaining row has only costs time and memory;
+    the caller knows how much (it knows each row's length) and cuts it here.
+    """
+    if columns:
+        state.tokens = state.tokens[:, columns:]
+        if state.attention_mask is not None:
+            state.attention_mask = state.attention_mask[:, columns:]
+        if state.cache is not None:
+            state.cache.trim_left(columns)
+    return state

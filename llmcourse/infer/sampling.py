@@ -22,29 +22,6 @@ from __future__ import annotations
 import torch
 
 
-def check_sampling_args(
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    repetition_penalty: float = 1.0,
-) -> None:
-    """Raise ``ValueError`` with what to change when a decoding setting is out of range."""
-    if not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
-        raise ValueError(
-            f"top_p must be in (0, 1], got {top_p!r}: it is the probability mass to keep "
-            "(0.9 keeps the most likely tokens that together hold 90%; 1.0 keeps all)."
-        )
-    if not isinstance(repetition_penalty, (int, float)) or repetition_penalty <= 0:
-        raise ValueError(
-            f"repetition_penalty must be > 0 (1.0 = off, >1 discourages repeats), "
-            f"got {repetition_penalty!r}."
-        )
-
-
 def apply_repetition_penalty(
     logits: torch.Tensor, previous_ids: torch.Tensor, penalty: float
 ) -> torch.Tensor:

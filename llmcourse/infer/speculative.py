@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from llmcourse.infer.decoding import check_prompt
-from llmcourse.infer.sampling import check_sampling_args, process_logits
-from llmcourse.nn.kv_cache import KVCache
+from llmcourse.infer.config import check_sampling
+from llmcourse.infer.decoding import check_prompt, make_cache
+from llmcourse.infer.sampling import process_logits
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def speculative_generate(
     ``temperature == 0``.
     """
     check_prompt(target, input_ids, max_new_tokens)
-    check_sampling_args(temperature, top_k, top_p)
+    check_sampling(temperature, top_k, top_p)
     if input_ids.shape[0] != 1:
         raise ValueError(
             f"speculative_generate takes one prompt (batch 1), got {input_ids.shape[0]}."
@@ -126,7 +126,10 @@ def speculative_generate(
     stops = set([stop_tokens] if isinstance(stop_tokens, int) else (stop_tokens or []))
     tokens = input_ids[0].tolist()
     prompt_len = len(tokens)
-    target_cache, draft_cache = KVCache(), KVCache()
+    # Rejected draft tokens are cropped off again: a sliding-window cache must keep that many
+    # positions beyond its window.
+    target_cache = make_cache(target, "dynamic", rollback=num_draft_tokens)
+    draft_cache = make_cache(draft, "dynamic", rollback=num_draft_tokens)
     proposed = accepted = target_calls = 0
 
     def feed(model, cache, ids: list[int]) -> torch.Tensor:

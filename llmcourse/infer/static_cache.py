@@ -4,19 +4,25 @@ The dynamic ``llmcourse.nn.KVCache`` grows by concatenation, which copies the wh
 every step (``O(t)`` bytes moved for token ``t``) and lets memory use creep up as the text
 grows. A static cache allocates ``(batch, n_kv_head, max_len, head_dim)`` per layer once and
 writes each step's keys and values into the next free slots, so memory is known before
-generation starts (what a server needs to admit requests) and nothing is copied.
+generation starts (what a server needs to admit requests) and nothing is copied. Fixed shapes
+are also what ``torch.compile`` and CUDA graphs want.
 
-It implements the same small interface as ``KVCache`` (``seq_len``, ``update``, ``nbytes``,
-``crop``, ``reorder``), so ``DecoderLM`` does not know which one it got. It is GQA-aware: it
-stores ``n_kv_head`` heads, not ``n_head``, so its size is exactly
-``llmcourse.models.counting.kv_cache_bytes(config, max_len, batch, dtype)``.
+It implements ``llmcourse.nn.Cache`` like ``KVCache``, so ``DecoderLM`` does not know which one
+it got. It is GQA-aware: it stores ``n_kv_head`` heads, not ``n_head``, so its size is exactly
+``llmcourse.models.counting.kv_cache_bytes(config, max_len, batch, dtype)``. A sliding-window
+model may use it too (the model masks what is outside the window); it then holds ``max_len``
+positions, not the window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Self
+
 import torch
 
 from llmcourse.config import ModelConfig
+from llmcourse.nn.kv_cache import check_position_count
 
 
 class StaticKVCache:
@@ -55,6 +61,11 @@ class StaticKVCache:
         """Positions written in every layer so far."""
         return self._length
 
+    @property
+    def stored_len(self) -> int:
+        """Every position written is kept: the same as ``seq_len``."""
+        return self._length
+
     def update(
         self, layer_index: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,10 +97,48 @@ class StaticKVCache:
             raise ValueError(f"crop: seq_len must be in 0..{self._length}, got {seq_len}.")
         self._length = seq_len
 
-    def reorder(self, beam_index: torch.Tensor) -> None:
-        """Keep batch rows ``beam_index`` (same batch size: beam search reorders hypotheses)."""
-        if beam_index.numel() != self.keys[0].shape[0]:
-            raise ValueError("A static cache keeps its batch size; pass one index per row.")
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep batch rows ``rows``, in that order (new buffers of ``len(rows)`` rows)."""
         for buffers in (self.keys, self.values):
             for i, buffer in enumerate(buffers):
-                buffers[i] = buffer.index_select(0, beam_index)
+                buffers[i] = buffer.index_select(0, rows)
+
+    def pad_left(self, n: int) -> None:
+        """Shift the written positions right by ``n`` and zero the ``n`` freed at the front."""
+        check_position_count(n, "pad_left", self.max_len - self._length)
+        end = self._length
+        for buffer in (*self.keys, *self.values):
+            buffer[:, :, n : n + end] = buffer[:, :, :end].clone()  # overlapping copy
+            buffer[:, :, :n] = 0
+        self._length += n
+
+    def trim_left(self, n: int) -> None:
+        """Shift the written positions left by ``n``, forgetting the first ``n``."""
+        check_position_count(n, "trim_left", self._length)
+        end = self._length
+        for buffer in (*self.keys, *self.values):
+            buffer[:, :, : end - n] = buffer[:, :, n:end].clone()
+        self._length -= n
+
+    @classmethod
+    def cat(cls, caches: Sequence[Self]) -> Self:
+        """Stack the rows of equally long static caches into one (``max_len`` of the first)."""
+        if not caches:
+            raise ValueError("cat needs at least one cache.")
+        shapes = {(c._length, c.max_len, c.n_layer) for c in caches}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"cat needs static caches of equal length, max_len and layers, got "
+                f"{sorted(shapes)}; pad_left the shorter ones first."
+            )
+        merged = cls.__new__(cls)
+        merged.n_layer, merged.max_len, merged._length = (
+            caches[0].n_layer,
+            caches[0].max_len,
+            caches[0]._length,
+        )
+        merged.keys = [torch.cat(layer) for layer in zip(*(c.keys for c in caches), strict=True)]
+        merged.values = [
+            torch.cat(layer) for layer in zip(*(c.values for c in caches), strict=True)
+        ]
+        return merged

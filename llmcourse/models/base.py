@@ -56,8 +56,15 @@ class ModelOutput:
     encoder_hidden_states: torch.Tensor | None = None
 
 
-def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids") -> None:
-    """Raise ``ValueError`` unless ``input_ids`` is a 2-D integer tensor of valid token ids."""
+def check_input_ids(
+    input_ids: torch.Tensor, vocab_size: int, name: str = "input_ids", *, values: bool = True
+) -> None:
+    """Raise ``ValueError`` unless ``input_ids`` is a 2-D integer tensor of valid token ids.
+
+    ``values=False`` checks the type and shape only: reading the ids' range back to the host
+    waits for an accelerator to finish all queued work, which a decoding loop must not do at
+    every step (it feeds back the model's own tokens, in range by construction).
+    """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(
             f"{name} must be a torch.Tensor of token ids, got {type(input_ids).__name__}; "
@@ -74,7 +81,7 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int, name: str = "input
             f"{name} must be (batch, seq), got shape {tuple(input_ids.shape)}; add a batch "
             "dimension with input_ids.unsqueeze(0)."
         )
-    if input_ids.numel():
+    if values and input_ids.numel():
         low, high = (int(v) for v in torch.aminmax(input_ids))
         if low < 0 or high >= vocab_size:
             raise ValueError(
@@ -106,12 +113,21 @@ class LanguageModel(nn.Module):
         if positions is not None:
             self.embed_positions = positions
 
-    def embed(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        max_position: int | None = None,
+    ) -> torch.Tensor:
         """Token embeddings plus absolute position embeddings where the config has them:
-        ``(batch, seq)`` ids → ``(batch, seq, d_model)`` (no dropout or norm yet)."""
+        ``(batch, seq)`` ids → ``(batch, seq, d_model)`` (no dropout or norm yet).
+
+        ``max_position``: the largest of ``position_ids`` when the caller knows it without
+        reading the tensor (it built the positions), so the range check needs no host sync.
+        """
         x = self.embed_tokens(input_ids)
         if self.config.position in ("learned", "sinusoidal"):
-            x = x + self.embed_positions(position_ids)
+            x = x + self.embed_positions(position_ids, max_position=max_position)
         return x
 
     # -- attention path --------------------------------------------------------------------

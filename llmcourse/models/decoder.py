@@ -18,6 +18,7 @@ from torch import nn
 from llmcourse.config import ModelConfig
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
+from llmcourse.nn.kv_cache import Cache
 from llmcourse.nn.norms import make_norm
 from llmcourse.nn.positional import (
     RelativePositionBias,
@@ -70,34 +71,46 @@ class DecoderLM(LanguageModel):
         *,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        kv_cache=None,
+        kv_cache: Cache | None = None,
         output_attentions: bool = False,
     ) -> ModelOutput:
         """Next-token logits for ``input_ids`` ``(batch, seq)``.
 
         ``attention_mask`` ``(batch, past + seq)``: 1 for real tokens, 0 for padding (left
         padding works: positions then count real tokens only). ``position_ids``
-        ``(batch, seq)`` overrides that. ``kv_cache`` (e.g. ``llmcourse.nn.KVCache()``): keys
-        and values are appended to it and attention also covers what it held before; pass only
-        the new tokens. ``output_attentions`` returns each layer's weights (explicit path).
+        ``(batch, seq)`` overrides that. ``kv_cache`` (an ``llmcourse.nn.Cache``, e.g.
+        ``KVCache()``): keys and values are added to it and attention also covers what it held
+        before; pass only the new tokens. Ids fed into a non-empty cache are not range-checked
+        (decoding feeds back the model's own tokens; checking would stall an accelerator every
+        step). ``output_attentions`` returns each layer's weights (explicit path).
         """
-        check_input_ids(input_ids, self.config.vocab_size)
-        seq = input_ids.shape[1]
         past = kv_cache.seq_len if kv_cache is not None else 0
+        check_input_ids(input_ids, self.config.vocab_size, values=past == 0)
+        seq = input_ids.shape[1]
+        # A cache that forgets (sliding window) returns fewer keys than past + seq: the last ones.
+        keys = (kv_cache.stored_len if kv_cache is not None else 0) + seq
         device = input_ids.device
+        if attention_mask is not None and attention_mask.shape[-1] != past + seq:
+            raise ValueError(
+                f"attention_mask covers {attention_mask.shape[-1]} positions but the cache holds "
+                f"{past} and {seq} are new; pass the mask for cached + new tokens."
+            )
         if position_ids is None:
             if attention_mask is not None:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
             else:
                 position_ids = torch.arange(past, past + seq, device=device).unsqueeze(0)
-        x = self.dropout(self.embed(input_ids, position_ids))
+            largest_position = past + seq - 1  # known here: no need to read it back
+        else:
+            largest_position = None
+        x = self.dropout(self.embed(input_ids, position_ids, largest_position))
         rope = self.rotary(position_ids) if self.config.position == "rope" else None
-        bias = self.relative_bias(seq, past + seq) if self.config.position == "relative" else None
+        bias = self.relative_bias(seq, keys) if self.config.position == "relative" else None
         mask, is_causal = self.attention_inputs(
             seq,
-            past + seq,
+            keys,
             causal=True,
-            attention_mask=attention_mask,
+            attention_mask=None if attention_mask is None else attention_mask[:, -keys:],
             bias=bias,
             dtype=x.dtype,
             device=device,

@@ -342,7 +342,7 @@ def convert_rope_layout(
         raise ValueError(f"config.position is {config.position!r}: only RoPE models have a layout.")
     converted = dict(state_dict)
     for i in range(config.n_layer):
-        for projection, n_heads in (("q_proj", config.n_head), ("k_proj", config.kv_heads)):
+        for projection, n_heads in (("q_proj", config.n_head), ("k_proj", config.n_kv_head)):
             for kind in ("weight", "bias"):
                 name = f"blocks.{i}.attn.{projection}.{kind}"
                 if name not in converted and kind == "weight":

@@ -21,7 +21,7 @@ from llmcourse.nn.attention import (
 )
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.feedforward import MLP, GatedMLP, swiglu
-from llmcourse.nn.kv_cache import KVCache
+from llmcourse.nn.kv_cache import Cache, KVCache, SlidingWindowKVCache
 from llmcourse.nn.masks import (
     causal_mask,
     combine_masks,
@@ -46,6 +46,7 @@ from llmcourse.nn.positional import (
 
 __all__ = [
     "MLP",
+    "Cache",
     "GatedMLP",
     "KVCache",
     "LayerNorm",
@@ -56,6 +57,7 @@ __all__ = [
     "RelativePositionBias",
     "RotaryEmbedding",
     "SinusoidalPositionalEmbedding",
+    "SlidingWindowKVCache",
     "TransformerBlock",
     "alibi_bias",
     "alibi_slopes",

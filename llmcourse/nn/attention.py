@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmcourse.nn.kv_cache import Cache
 from llmcourse.nn.positional import apply_rope
 
 AttentionImpl = Literal["sdpa", "explicit"]
@@ -173,7 +174,7 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         is_causal: bool = False,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        kv_cache=None,
+        kv_cache: Cache | None = None,
         layer_index: int = 0,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -182,8 +183,8 @@ class MultiHeadAttention(nn.Module):
 
         ``memory`` (``(batch, k_len, d_model)``): attend to it instead of ``x`` (cross-attention).
         ``rope``: ``(cos, sin)`` of shape ``(batch, q_len, head_dim)`` rotate queries and keys.
-        ``kv_cache``: keys/values of this call are appended to ``kv_cache`` at ``layer_index``
-        and attention runs over all cached positions.
+        ``kv_cache``: keys/values of this call are added to ``kv_cache`` at ``layer_index``
+        and attention runs over every position it returns (``mask`` must cover those).
         """
         source = x if memory is None else memory
         q = split_heads(self.q_proj(x), self.n_head)

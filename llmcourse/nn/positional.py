@@ -44,18 +44,27 @@ class SinusoidalPositionalEmbedding(nn.Module):
         super().__init__()
         self.register_buffer("table", sinusoidal_encoding(n_positions, d_model), persistent=False)
 
-    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """``(batch, seq)`` positions → ``(batch, seq, d_model)``."""
-        _check_length(position_ids, self.table.shape[0], "sinusoidal")
+    def forward(
+        self, position_ids: torch.Tensor, *, max_position: int | None = None
+    ) -> torch.Tensor:
+        """``(batch, seq)`` positions → ``(batch, seq, d_model)``; ``max_position``: see
+        ``LearnedPositionalEmbedding.forward``."""
+        _check_length(position_ids, self.table.shape[0], "sinusoidal", max_position)
         return self.table[position_ids]
 
 
 class LearnedPositionalEmbedding(nn.Embedding):
     """One trained vector per position (GPT-2, BERT): cannot go past ``n_positions``."""
 
-    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
-        """``(batch, seq)`` positions → ``(batch, seq, d_model)``."""
-        _check_length(position_ids, self.num_embeddings, "learned")
+    def forward(
+        self, position_ids: torch.Tensor, *, max_position: int | None = None
+    ) -> torch.Tensor:
+        """``(batch, seq)`` positions → ``(batch, seq, d_model)``.
+
+        ``max_position``: the largest position, when the caller already knows it; otherwise
+        it is read from ``position_ids`` (a host sync on an accelerator).
+        """
+        _check_length(position_ids, self.num_embeddings, "learned", max_position)
         return super().forward(position_ids)
 
 
@@ -71,10 +80,14 @@ def absolute_position_embedding(kind: str, n_positions: int, d_model: int) -> nn
     return None
 
 
-def _check_length(position_ids: torch.Tensor, n_positions: int, kind: str) -> None:
-    if position_ids.numel() and int(position_ids.max()) >= n_positions:
+def _check_length(
+    position_ids: torch.Tensor, n_positions: int, kind: str, max_position: int | None = None
+) -> None:
+    if max_position is None and position_ids.numel():
+        max_position = int(position_ids.max())
+    if max_position is not None and max_position >= n_positions:
         raise ValueError(
-            f"Position {int(position_ids.max())} is past this model's context of {n_positions} "
+            f"Position {max_position} is past this model's context of {n_positions} "
             f"positions ({kind} position embeddings have no vector for it). Shorten the input to "
             f"at most {n_positions} tokens (e.g. input_ids[:, -{n_positions}:]) or build the model "
             "with a larger context_length."

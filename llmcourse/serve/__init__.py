@@ -1,9 +1,12 @@
 """``llmcourse serve``: an OpenAI-compatible HTTP server with continuous batching.
 
 - ``BatchingEngine`` (``engine.py``): the scheduler loop over ``infer``'s prefill/decode steps;
-- ``create_app`` (``app.py``): FastAPI routes, limits, API key, server-sent events;
+- ``create_app`` (``app.py``): the FastAPI app, assembled from ``routes.py`` (endpoints, API
+  key, body checks), ``schemas.py`` (request and reply bodies) and ``glue.py`` (limits, jobs on
+  the engine, JSON and server-sent-event replies; ``ServerSettings``);
 - ``Metrics`` (``metrics.py``): what ``/metrics`` reports;
-- ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model;
+- ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model,
+  on the chosen device;
 - ``run_server`` (``server.py``): bind 127.0.0.1, print the address, run uvicorn;
 - ``ServerProcess`` (``process.py``): the server as a child process that is sure to stop.
 
@@ -22,7 +25,7 @@ _EXPORTS = {
     "GenerationRequest": "engine",
     "SamplingParams": "engine",
     "StreamEvent": "engine",
-    "ServerSettings": "app",
+    "ServerSettings": "glue",
     "create_app": "app",
     "Metrics": "metrics",
     "HFTextCodec": "models",
@@ -47,13 +50,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from llmcourse.serve.app import ServerSettings, create_app
+    from llmcourse.serve.app import create_app
     from llmcourse.serve.engine import (
         BatchingEngine,
         GenerationRequest,
         SamplingParams,
         StreamEvent,
     )
+    from llmcourse.serve.glue import ServerSettings
     from llmcourse.serve.metrics import Metrics
     from llmcourse.serve.models import HFTextCodec, load_served_model, tiny_model
     from llmcourse.serve.process import ServerProcess

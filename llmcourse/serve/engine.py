@@ -16,6 +16,10 @@ So a request never waits for another to finish: it joins between two steps. The 
 its own thread (PyTorch releases the GIL inside kernels, so the HTTP server stays responsive),
 and talks to callers only through ``GenerationRequest.on_event``. With ``max_batch_size=1`` the
 same loop serves requests one at a time: the baseline the load test compares against.
+
+Tensors are made on the model's device, and each step reads the batch's new tokens back to the
+host once (to turn them into text); the lengths of the rows are kept on the host, so nothing
+else needs reading back.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 
-from llmcourse.infer.decoding import DecodeState, decode_step, merge_states, prefill, select_rows
+from llmcourse.infer.config import GenerationConfig
+from llmcourse.infer.decoding import (
+    DecodeState,
+    decode_step,
+    merge_states,
+    prefill,
+    select_rows,
+    trim_left,
+)
 from llmcourse.infer.sampling import next_token
 from llmcourse.serve.metrics import Metrics
 
@@ -47,13 +58,21 @@ class TextCodec(Protocol):
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Per-request decoding settings (validated by the HTTP layer)."""
+    """One request's settings: how to decode (``generation``, the ``GenerationConfig`` that
+    ``generate`` takes) plus what only a text server has: ``stop`` strings and a ``seed``.
 
-    max_tokens: int = 16
-    temperature: float = 1.0
-    top_p: float | None = None
+    The engine stops a row at ``generation.max_new_tokens``, at the codec's stop ids and
+    ``generation.stop_tokens``, or at a stop string. It always keeps a dynamic cache (rows join
+    and leave), whatever ``generation.cache`` says.
+    """
+
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    @property
+    def max_tokens(self) -> int:
+        return self.generation.max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -84,12 +103,8 @@ class GenerationRequest:
     generated: list[int] = field(default_factory=list)
     sent_chars: int = 0  # how much of the decoded text has gone out
     done: bool = False
-    generator: torch.Generator | None = None
+    generator: torch.Generator | None = None  # made on the model's device at admission
     _cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        if self.params.seed is not None:
-            self.generator = torch.Generator().manual_seed(self.params.seed)
 
     def cancel(self) -> None:
         """Ask the engine to drop this request at its next step (a client went away)."""
@@ -117,11 +132,13 @@ class BatchingEngine:
                 f"max_batch_size must be >= 1 (1 turns batching off), got {max_batch_size}."
             )
         self.model = model.eval()
+        self.device = next(model.parameters()).device
         self.codec = codec
         self.max_batch_size = max_batch_size
         self.metrics = metrics or Metrics()
         self._queue: queue.Queue[GenerationRequest] = queue.Queue()
         self._active: list[GenerationRequest] = []
+        self._lengths: list[int] = []  # real (unpadded) tokens of each active row in _state
         self._state: DecodeState | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -189,38 +206,53 @@ class BatchingEngine:
         if not self._active:
             return
         assert self._state is not None
-        tokens = [self._sample(i, r) for i, r in enumerate(self._active)]
+        tokens = self._sample()
         finished = [r for r, t in zip(self._active, tokens, strict=True) if self._emit(r, t)]
         keep = [i for i, r in enumerate(self._active) if not r.done]
         if finished:
             self._remove(keep)
         if self._active:
-            column = torch.tensor([tokens[i] for i in keep], dtype=torch.long)
+            column = torch.tensor([tokens[i] for i in keep], device=self.device)
             self.metrics.record_step(len(self._active))
             self._state = decode_step(self.model, self._state, column)
+            self._lengths = [n + 1 for n in self._lengths]
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
         """Prefill ``requests`` in one forward (left-padded) and merge them into the batch."""
-        ids, mask = pad_left([r.prompt_ids for r in requests])
-        state = prefill(self.model, ids, mask)
+        ids, mask = pad_left([r.prompt_ids for r in requests], self.device)
+        padded = len({len(r.prompt_ids) for r in requests}) > 1
+        state = prefill(self.model, ids, mask if padded else None)
         self.metrics.record_prefill(len(requests), sum(len(r.prompt_ids) for r in requests))
         self._state = state if self._state is None else merge_states([self._state, state])
+        for r in requests:
+            if r.params.seed is not None:
+                r.generator = torch.Generator(self.device).manual_seed(r.params.seed)
         self._active.extend(requests)
+        self._lengths.extend(len(r.prompt_ids) for r in requests)
 
-    def _sample(self, row: int, request: GenerationRequest) -> int:
-        p = request.params
+    def _sample(self) -> list[int]:
+        """One token per row, each with its request's settings; one read back to the host."""
         assert self._state is not None
-        token = next_token(
-            self._state.logits[row : row + 1],
-            temperature=p.temperature,
-            top_p=p.top_p,
-            generator=request.generator,
-        )
-        return int(token)
+        logits, tokens = self._state.logits, self._state.tokens
+        picked = []
+        for row, (request, length) in enumerate(zip(self._active, self._lengths, strict=True)):
+            config = request.params.generation
+            previous = tokens[row : row + 1, -length:] if config.repetition_penalty != 1 else None
+            token = next_token(
+                logits[row : row + 1],
+                previous,
+                temperature=config.temperature,
+                top_k=config.top_k,
+                top_p=config.top_p,
+                repetition_penalty=config.repetition_penalty,
+                generator=request.generator,
+            )
+            picked.append(token)
+        return torch.cat(picked).tolist()
 
     def _emit(self, request: GenerationRequest, token: int) -> bool:
         """Send the text ``token`` completes; return True when the request is finished."""
-        if token in self.codec.stop_ids:
+        if token in self.codec.stop_ids or token in request.params.generation.stop_tokens:
             self._finish(request, "stop")
             return True
         request.generated.append(token)
@@ -269,35 +301,31 @@ class BatchingEngine:
     def _remove(self, keep: list[int]) -> None:
         """Keep only rows ``keep`` of the batch, and cut left padding no row needs any more."""
         self._active = [self._active[i] for i in keep]
+        self._lengths = [self._lengths[i] for i in keep]
         if not keep:
             self._state = None
             return
         assert self._state is not None
         state = select_rows(self._state, keep)
-        if state.attention_mask is not None:
-            # Rows that joined late were left-padded to the longest row; once that row has
-            # gone, leading columns that are padding in every row only cost time and memory.
-            first = int(state.attention_mask.any(dim=0).int().argmax())
-            if first > 0:
-                state.tokens = state.tokens[:, first:]
-                state.attention_mask = state.attention_mask[:, first:]
-                state.cache.keys = [k[:, :, first:] for k in state.cache.keys]
-                state.cache.values = [v[:, :, first:] for v in state.cache.values]
-            if bool(state.attention_mask.all()):
-                state.attention_mask = None
+        # Rows that joined late were left-padded to the longest row; once that row has gone,
+        # leading columns that are padding in every row only cost time and memory.
+        state = trim_left(state, state.width - max(self._lengths))
+        if min(self._lengths) == state.width:
+            state.attention_mask = None  # no row is padded: the model's fast causal path
         self._state = state
 
     def _fail_all(self, message: str, reason: str = "error") -> None:
         for r in self._active:
             self._finish(r, reason, message if reason == "error" else None)
-        self._active, self._state = [], None
+        self._active, self._lengths, self._state = [], [], None
 
 
-def pad_left(rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token id lists → left-padded ``(batch, width)`` ids and their attention mask."""
+def pad_left(
+    rows: Sequence[Sequence[int]], device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists → left-padded ``(batch, width)`` ids and their attention mask, built on
+    the host and sent to ``device`` in one copy each."""
     width = max(len(r) for r in rows)
-    ids = torch.stack([F.pad(torch.tensor(r, dtype=torch.long), (width - len(r), 0)) for r in rows])
-    mask = torch.stack(
-        [F.pad(torch.ones(len(r), dtype=torch.long), (width - len(r), 0)) for r in rows]
-    )
-    return ids, mask
+    ids = torch.tensor([[0] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids.to(device), mask.to(device)

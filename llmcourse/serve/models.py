@@ -66,11 +66,18 @@ def tiny_model(vocab_size: int, seed: int = 0) -> torch.nn.Module:
 
 
 def load_served_model(
-    name: str = "smollm2", quantize: str | None = None
+    name: str = "smollm2",
+    quantize: str | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[torch.nn.Module, HFTextCodec]:
-    """``(model, codec)`` for ``name`` in ``MODELS``; ``quantize``: a ``quant.quantize`` scheme."""
+    """``(model, codec)`` for ``name`` in ``MODELS``; ``quantize``: a ``quant.quantize`` scheme.
+
+    The model goes to ``device`` (default: ``llmcourse.utils.device()``: ``$LLMCOURSE_DEVICE``,
+    else cuda > mps > cpu); it is quantized first, on the CPU where it was loaded.
+    """
     from llmcourse.models.hf import load_smollm2
     from llmcourse.pretrained import smollm2_tokenizer
+    from llmcourse.utils.devices import device as pick_device
 
     if name not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {name!r}.")
@@ -81,4 +88,4 @@ def load_served_model(
         from llmcourse.quant import quantize as quantize_model
 
         model = quantize_model(model, scheme=quantize)
-    return model.eval(), HFTextCodec(tokenizer)
+    return model.to(pick_device(device)).eval(), HFTextCodec(tokenizer)

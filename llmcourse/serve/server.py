@@ -31,6 +31,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--quantize", choices=("int8", "int4"), help="quantize linear layers (llmcourse.quant)"
     )
     parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1, mps (default: $LLMCOURSE_DEVICE, else cuda > mps > cpu)",
+    )
+    parser.add_argument(
         "--host", default=LOOPBACK, help="address to bind (default: 127.0.0.1, this machine only)"
     )
     parser.add_argument(
@@ -56,9 +61,11 @@ def run_server(args: argparse.Namespace) -> int:
     """``llmcourse serve``: returns the exit status."""
     import uvicorn
 
-    from llmcourse.serve.app import ServerSettings, create_app
+    from llmcourse.serve.app import create_app
     from llmcourse.serve.engine import BatchingEngine
+    from llmcourse.serve.glue import ServerSettings
     from llmcourse.serve.models import load_served_model
+    from llmcourse.utils.devices import device as pick_device
 
     for name in (
         "max_batch_size",
@@ -76,7 +83,12 @@ def run_server(args: argparse.Namespace) -> int:
             "reach it can use it.",
             file=sys.stderr,
         )
-    model, codec = load_served_model(args.model, args.quantize)
+    try:
+        device = pick_device(args.device)
+    except ValueError as error:  # a device this machine does not have
+        print(error, file=sys.stderr)
+        return 2
+    model, codec = load_served_model(args.model, args.quantize, device)
     name = model.config.name + (f"-{args.quantize}" if args.quantize else "")
     settings = ServerSettings(
         model_name=name,
@@ -103,7 +115,7 @@ def run_server(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(
         f"llmcourse serve: listening on http://{host}:{port} "
-        f"(model {name}, batch {args.max_batch_size})",
+        f"(model {name}, batch {args.max_batch_size}, device {engine.device})",
         flush=True,
     )
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
