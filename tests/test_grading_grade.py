@@ -191,7 +191,9 @@ def test_kill_tree_leaves_a_reused_pid_alone():
 @pytest.mark.slow
 def test_a_worker_over_the_hard_limit_is_killed_with_its_kernel(tmp_path, monkeypatch):
     marker = mark_processes(monkeypatch)
-    options = GradeOptions(cell_timeout=300, timeout=60, exercise_files=(str(LESSON_99),))
+    options = GradeOptions(
+        cell_timeout=300, timeout=60, exercise_files=(str(LESSON_99),), max_restarts=0
+    )
     tests = 8  # of 3 s each in the fixture; hard limit = timeout + tests + kernels + slack = 8 s
     monkeypatch.setattr(grade, "KERNEL_ALLOWANCE_S", 0.0)
     per_test = 3.0 + grade.TEST_GRACE_S + 5

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import signal
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 from llmcourse.grading import wire
 from llmcourse.grading.calls import (
     TimeLimitExceeded,
+    call_in_thread,
     call_with_alarm,
     memory_budget,
     run_cases,
@@ -74,9 +76,12 @@ def _answer(request: Mapping[str, Any]) -> dict[str, Any]:
         implementations.append(value)
     decoded = [wire.decode(case, _build) for case in request["cases"]]
     cases = [Case(tuple(args), dict(kwargs)) for args, kwargs in decoded]
+    # SIGALRM stops Python loops in the main thread; Windows has none, and there the worker's
+    # interrupt and kill at the limit do the stopping.
+    call_with_limit = call_with_alarm if hasattr(signal, "SIGALRM") else call_in_thread
     try:
         with _quiet(), memory_budget(int(request["memory_mb"])):
-            outputs = call_with_alarm(
+            outputs = call_with_limit(
                 lambda: run_cases(test, implementations, cases, int(request["seed"])),
                 float(request["timeout"]),
             )

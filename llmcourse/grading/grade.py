@@ -74,6 +74,7 @@ MARKER_ENV = "LLMCOURSE_GRADING_RUN"  # inherited by everything a graded noteboo
 TEST_GRACE_S = 3.0  # past a test's limit before the worker interrupts the kernel
 KERNEL_ALLOWANCE_S = 90.0  # one kernel start and setup, on a loaded machine
 WORKER_SLACK_S = 60.0  # beyond every limit the worker enforces
+MAX_RESULT_BYTES = 1 << 30  # the worker's result: outputs of at most 64 MiB per test, and JSON
 
 
 class UsageError(ValueError):
@@ -380,9 +381,11 @@ def _run(
             test_grace=TEST_GRACE_S,
             max_restarts=options.max_restarts,
         )
+        # A safety net only: the worker enforces every limit itself. Each re-run of the notebook
+        # after a test replaced the kernel may take up to the notebook's own limit.
         kernels = 3 + options.max_restarts
         hard_limit = (
-            options.timeout
+            options.timeout * (1 + options.max_restarts)
             + sum(item.test.timeout + TEST_GRACE_S + 5 for item in planned)
             + kernels * KERNEL_ALLOWANCE_S
             + WORKER_SLACK_S
@@ -455,6 +458,8 @@ def _wait_for_worker(
         worker.log.close()  # type: ignore[attr-defined]
     result_path = Path(spec.result_path)
     try:
+        if result_path.stat().st_size > MAX_RESULT_BYTES:  # a forged file: do not even read it
+            raise ValueError("too large")
         result = json.loads(result_path.read_text(encoding="utf-8"))
         if not isinstance(result, dict):
             raise ValueError("not an object")
