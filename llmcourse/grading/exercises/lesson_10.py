@@ -87,9 +87,9 @@ def _wrong_axis(cache, layer_index, k, v):
 
 @kv_cache_update.test(
     points=2,
-    hint="A layer seen for the first time (layer_index == len(cache.keys)) appends k and v to "
-    "the lists; later calls replace that layer's entries by the old ones followed by the new "
-    "ones along the sequence axis (dim -2). Return that layer's keys and values.",
+    hint="A layer seen for the first time (its index equals the number of layers stored) adds "
+    "k and v to the lists; later calls replace that layer's entries by the old ones followed by "
+    "the new ones along the sequence axis (dim -2). Return that layer's keys and values.",
     probe=_fill,
 )
 def kv_cache_update_matches_the_package(draw: Draw) -> list[Case]:
