@@ -10,10 +10,16 @@ Time limits:
   :class:`TimeLimitExceeded` into Python code, repeated every 0.5 s for code that catches it once.
   Code that catches it every time, or runs in C, is stopped from outside: the grader's worker
   interrupts the kernel and, if that does not help, kills it and goes on in a fresh kernel.
-- ``call_in_thread`` (``check()``): the call runs in a helper thread and the caller stops waiting
-  at the limit, so ``check()`` returns even when the answer loops in C code that releases the
-  GIL (a huge tensor operation, ``time.sleep``) or swallows every exception. A Python loop in
-  the abandoned thread is then stopped by exceptions raised into it; C code runs to its end.
+- ``call_in_fork`` (``check()`` on Linux): the call runs in a forked copy of the kernel, which is
+  killed at the limit, so ``check()`` returns whatever the answer does (loop in C holding the
+  GIL, swallow every exception, exit the process, allocate gigabytes) and the learner's kernel
+  keeps none of it. The copy uses one PyTorch thread (OpenMP's pool does not survive a fork)
+  and sends back its results and what the answer printed through a pipe.
+- ``call_in_thread`` (``check()`` elsewhere, or once CUDA is initialised, which a fork cannot
+  use): the call runs in a helper thread and the caller stops waiting at the limit, so
+  ``check()`` returns even when the answer loops in C code that releases the GIL (a huge
+  tensor operation, ``time.sleep``) or swallows every exception. A Python loop in the
+  abandoned thread is then stopped by exceptions raised into it; C code runs to its end.
 
 Memory: ``memory_budget`` lowers the process's address-space limit (``RLIMIT_AS``, Linux) to
 what it maps now plus the test's budget, so an answer that allocates too much gets
@@ -44,6 +50,10 @@ _OUT_OF_MEMORY = ("can't allocate memory", "not enough memory", "out of memory")
 
 class TimeLimitExceeded(BaseException):
     """Raised into an overrunning call; a BaseException so ``except Exception`` cannot catch it."""
+
+
+class ProcessEnded(Exception):
+    """The forked copy running the answer ended without a result (``os._exit``, a crash)."""
 
 
 def invoke(test: ExerciseTest, implementations: Sequence[Any], case: Case) -> Any:
@@ -257,3 +267,98 @@ def _stop_in_background(worker: threading.Thread) -> None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
 
     threading.Thread(target=stopper, name="llmcourse-check-stopper", daemon=True).start()
+
+
+def can_fork() -> bool:
+    """Whether ``call_in_fork`` is safe here: Linux, and CUDA not initialised (a forked child
+    cannot use it)."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    torch = sys.modules.get("torch")
+    return not (torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized())
+
+
+PRINT_LIMIT = 20_000  # characters of the answer's printed output passed back from the fork
+
+
+def call_in_fork(
+    function: Callable[[], Any], seconds: float, memory_mb: int | None = None
+) -> tuple[Any, str]:
+    """Run ``function`` in a forked copy of this process; ``(its JSON result, what it printed)``.
+
+    The copy is killed at ``seconds`` (``TimeLimitExceeded`` here) and may map ``memory_mb``
+    more than this process; an exit without a result raises :class:`ProcessEnded`.
+    """
+    import json
+    import select
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: never returns
+        os.close(read_end)
+        _run_forked(function, write_end, memory_mb)
+    os.close(write_end)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([read_end], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(read_end, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            raise TimeLimitExceeded
+    finally:
+        os.close(read_end)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # the copy and anything it started
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    try:
+        message = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ProcessEnded(_ended(status)) from None
+    if "error" in message:
+        raise ProcessEnded(str(message["error"]))
+    return message["result"], str(message.get("printed", ""))
+
+
+def _run_forked(function: Callable[[], Any], write_end: int, memory_mb: int | None) -> None:
+    import io
+    import json
+
+    code = 0
+    try:
+        os.setpgid(0, 0)  # its own group: one kill reaches whatever it starts
+        # Locks other threads held at the fork stay held here: write nowhere they guard.
+        printed = io.StringIO()
+        sys.stdout = sys.stderr = printed
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(1)  # OpenMP's thread pool did not survive the fork
+        with contextlib.ExitStack() as stack:
+            if memory_mb:
+                stack.enter_context(memory_budget(memory_mb))
+            result = function()
+        payload = {"result": result, "printed": printed.getvalue()[-PRINT_LIMIT:]}
+        data = json.dumps(payload, allow_nan=False).encode()
+    except BaseException as error:  # never let the copy return into the caller's code
+        data = json.dumps({"error": describe_exception(error)}).encode()
+        code = 1
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_end, view) :]
+    finally:
+        os._exit(code)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        return f"killed by {name}" + (", a crash in native code" if name != "SIGKILL" else "")
+    return f"it exited with status {os.WEXITSTATUS(status)}, e.g. os._exit() or exit()"

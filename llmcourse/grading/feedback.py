@@ -13,15 +13,16 @@ recorded in the progress store for ``llmcourse progress``. Everything here runs 
 learner's process, so it is practice, not a verdict: the table says so, and only ``llmcourse
 grade`` (which computes its verdicts outside the kernel) decides a score.
 
-Time: the answer runs in a helper thread and ``check()`` stops waiting at each test's limit
-(``timeout``, 10 s unless the exercise says otherwise, 30 s at most in the course); once one
-test timed out, the others that would call the same, still running answer are skipped, and no
-test starts after ``CHECK_LIMIT_S`` (60 s). So ``check()`` returns within 60 s plus one test's
-limit whatever the answer does: loop forever in Python or in C code that releases the GIL (a
-huge tensor operation, ``time.sleep``), or catch every exception. The one thing it cannot
-outwait is C code that holds the GIL (``sum(range(10**15))``): nothing in Python runs until
-that ends; interrupt or restart the kernel. Inside ``llmcourse grade`` the call does nothing:
-the grader runs its own tests, and kills such a kernel.
+Time: each test's calls get the test's limit (``timeout``, 10 s unless the exercise says
+otherwise, 30 s at most in the course), and no test starts after ``CHECK_LIMIT_S`` (60 s), so
+``check()`` returns within 60 s plus one test's limit whatever the answer does. On Linux the
+answer runs in a forked copy of the kernel that is killed at the limit: a loop in Python or in
+C, one that catches every exception, ``os._exit`` or a memory bomb costs that test, and your
+kernel keeps none of it (what the answer printed is shown). Elsewhere (macOS, Windows, or once
+CUDA is in use) it runs in a helper thread that ``check()`` stops waiting for; the others tests
+of a still running answer are then skipped, and the one thing that cannot be outwaited is C
+code that holds the GIL (``sum(range(10**15))``): interrupt or restart the kernel. Inside
+``llmcourse grade`` the call does nothing: the grader runs its own tests.
 """
 
 from __future__ import annotations
@@ -37,13 +38,17 @@ from typing import Any
 
 from llmcourse.grading import wire
 from llmcourse.grading.calls import (
+    ProcessEnded,
     TimeLimitExceeded,
+    call_in_fork,
     call_in_thread,
+    can_fork,
     memory_budget,
     run_cases,
 )
 from llmcourse.grading.evaluate import (
     ATTEMPTED,
+    CRASHED,
     MISSING,
     NOT_RUN,
     REJECTED,
@@ -200,19 +205,27 @@ def _run_test(
     cases = test.draw_cases(run_seed)
     mine = [wire.loads(wire.dumps((c.args, c.kwargs)), wire.Builder()) for c in cases]
     learner_cases = [Case(tuple(args), dict(kwargs)) for args, kwargs in mine]
+
+    def call() -> list[dict[str, Any]]:
+        return run_cases(test, implementations, learner_cases, seed)
+
+    forked = can_fork()
     try:
-        with memory_budget(test.memory_mb):
-            encoded = call_in_thread(
-                lambda: run_cases(test, implementations, learner_cases, seed), test.timeout
-            )
+        if forked:
+            encoded, printed = call_in_fork(call, test.timeout, test.memory_mb)
+            if printed:
+                print(printed, end="" if printed.endswith("\n") else "\n")
+        else:
+            with memory_budget(test.memory_mb):
+                encoded = call_in_thread(call, test.timeout)
     except TimeLimitExceeded:
-        still_running.update(id(value) for value in implementations)
-        return outcome_for(
-            test,
-            TIMED_OUT,
-            f"did not finish within {test.timeout:g} s (an infinite loop, or far too slow?); "
-            "if it keeps running in the background, restart the kernel",
-        )
+        message = f"did not finish within {test.timeout:g} s (an infinite loop, or far too slow?)"
+        if not forked:
+            still_running.update(id(value) for value in implementations)
+            message += "; if it keeps running in the background, restart the kernel"
+        return outcome_for(test, TIMED_OUT, message)
+    except ProcessEnded as ended:
+        return outcome_for(test, CRASHED, f"the process running your answer ended ({ended})")
     build = wire.Builder()
     expected = expected_outputs(test, cases, build, seed)
     # The outputs travel as they do in llmcourse grade: as JSON text.
