@@ -19,7 +19,7 @@ otherwise, 30 s at most in the course), and no test starts after ``CHECK_LIMIT_S
 answer runs in a forked copy of the kernel that is killed at the limit: a loop in Python or in
 C, one that catches every exception, ``os._exit`` or a memory bomb costs that test, and your
 kernel keeps none of it (what the answer printed is shown). Elsewhere (macOS, Windows, or once
-CUDA is in use) it runs in a helper thread that ``check()`` stops waiting for; the others tests
+CUDA is in use) it runs in a helper thread that ``check()`` stops waiting for; the other tests
 of a still running answer are then skipped, and the one thing that cannot be outwaited is C
 code that holds the GIL (``sum(range(10**15))``): interrupt or restart the kernel. Inside
 ``llmcourse grade`` the call does nothing: the grader runs its own tests.
