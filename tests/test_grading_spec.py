@@ -315,3 +315,25 @@ def test_bad_declarations_and_unknown_lessons_are_clear_errors(tmp_path):
     with pytest.raises(TypeError, match="non-empty list of Case"):
         Exercise("98.empty", answer="a", reference=len).test(points=1, hint="")(lambda d: [])
         spec.tests_for("98.empty")[0].draw_cases(1)
+
+
+def test_every_exercise_points_to_a_heading_of_its_lesson():
+    """Feedback says "see the lesson's section …": that heading must exist (numbering aside)."""
+    import re
+
+    from grading_fixtures.notebooks import ROOT
+
+    for lesson in graded_lessons():
+        if lesson == "99":
+            continue
+        (path,) = (ROOT / "lessons").glob(f"{lesson}_*.ipynb")
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        headings = {
+            re.sub(r"^#+\s+(\d+\.\s+)?", "", line).strip()
+            for cell in cells
+            if cell["cell_type"] == "markdown"
+            for line in "".join(cell["source"]).splitlines()
+            if line.startswith("#")
+        }
+        for exercise in spec.exercises_for(lesson):
+            assert exercise.section in headings, (exercise.id, exercise.section)

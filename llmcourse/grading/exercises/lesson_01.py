@@ -27,7 +27,7 @@ next_token = Exercise(
     answer="next_token_distribution",
     reference=_reference_distribution,
     forbid=["llmcourse.infer.sampling.process_logits"],
-    section="Next-token prediction",
+    section="A language model predicts the next token",
 )
 
 
@@ -87,7 +87,7 @@ sequence_log_prob = Exercise(
     answer="sequence_log_prob",
     reference=_sequence_log_prob,
     forbid=["llmcourse.eval.token_log_probs"],
-    section="The chain rule of probability",
+    section="The chain rule: the probability of a whole text",
 )
 
 
@@ -131,7 +131,7 @@ perplexity = Exercise(
     "01.perplexity",
     answer="perplexity",
     reference=perplexity_from_log_probs,
-    section="Perplexity",
+    section="The chain rule: the probability of a whole text",
 )
 
 

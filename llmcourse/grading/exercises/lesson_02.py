@@ -36,7 +36,7 @@ cosine_similarity = Exercise(
     answer="cosine_similarity",
     reference=embeddings.cosine_similarity,
     forbid=["torch.nn.functional.cosine_similarity", "scipy.spatial.distance.cosine"],
-    section="Cosine similarity",
+    section="Neighbours and analogies",
 )
 
 
@@ -90,7 +90,7 @@ analogy = Exercise(
     reference=embeddings.analogy,
     forbid=["llmcourse.embeddings.analogy_neighbours"],
     compare=exact(),
-    section="Analogies",
+    section="Neighbours and analogies",
 )
 ANALOGIES = [
     ("man", "king", "woman"),
@@ -152,7 +152,7 @@ bigram_perplexity = Exercise(
     answer="bigram_perplexity",
     reference=_reference_perplexity,
     forbid=["llmcourse.ngram.NGramLM"],
-    section="N-gram language models",
+    section="n-gram language models, smoothing and perplexity",
 )
 
 
@@ -225,7 +225,7 @@ sgns_loss = Exercise(
     "02.sgns_loss",
     answer="sgns_loss",
     reference=embeddings.sgns_loss,
-    section="Word2vec: skip-gram with negative sampling",
+    section="Training word vectors: skip-gram with negative sampling",
 )
 
 
@@ -271,7 +271,7 @@ weat_effect_size = Exercise(
     answer="weat_effect_size",
     reference=reference_effect_size,
     forbid=["llmcourse.ethics.weat", "llmcourse.ethics.cohens_d"],
-    section="Bias in word embeddings (WEAT)",
+    section="A first bias measurement: WEAT",
 )
 _TOY = {
     "a1": [1.0, 0.0],

@@ -102,7 +102,7 @@ heads = Exercise(
     "03.heads",
     answer=("split_heads", "merge_heads"),
     reference=(reference_attention.split_heads, reference_attention.merge_heads),
-    section="Multi-head attention",
+    section="Multi-head attention, GQA and MQA",
 )
 
 
@@ -164,7 +164,7 @@ rmsnorm = Exercise(
         "torch.nn.functional.rms_norm",
         "torch.nn.RMSNorm",
     ],
-    section="RMSNorm",
+    section="Norms, MLPs and the block",
 )
 
 
@@ -209,7 +209,7 @@ swiglu = Exercise(
     answer="swiglu",
     reference=feedforward.swiglu,
     forbid=["llmcourse.nn.feedforward.SwiGLU"],
-    section="SwiGLU feed-forward",
+    section="Norms, MLPs and the block",
 )
 
 
@@ -246,7 +246,7 @@ rope = Exercise(
     answer=("rope_cos_sin", "apply_rope"),
     reference=(positional.rope_cos_sin, positional.apply_rope),
     forbid=["llmcourse.nn.positional.rotate_half", "llmcourse.nn.positional.RotaryEmbedding"],
-    section="Rotary position embeddings (RoPE)",
+    section="Position information",
 )
 
 

@@ -19,7 +19,7 @@ causal_lm_loss = Exercise(
     "04.causal_lm_loss",
     answer="causal_lm_loss",
     reference=reference_causal_lm_loss,
-    section="The causal language-modelling objective",
+    section="Causal language modelling (GPT)",
 )
 
 
@@ -73,7 +73,7 @@ mask_tokens = Exercise(
     "04.mask_tokens",
     answer="mask_tokens",
     forbid=["llmcourse.data.collators.mask_tokens", "llmcourse.data.collators"],
-    section="Masked language modelling (BERT)",
+    section="Masked language modelling (BERT) and its 80/10/10 rule",
 )
 _VOCAB, _MASK_ID, _ROWS, _COLS = 1000, 3, 400, 500
 
@@ -176,7 +176,7 @@ warmup_cosine = Exercise(
     answer="warmup_cosine",
     reference=schedule.warmup_cosine,
     forbid=["llmcourse.train.schedule"],
-    section="Learning-rate schedules",
+    section="The training loop",
 )
 
 
@@ -274,7 +274,7 @@ training_memory_exercise = Exercise(
         "llmcourse.scaling.model_state_bytes",
         "llmcourse.scaling.memory",
     ],
-    section="How much memory does training take?",
+    section="Training on many GPUs",
 )
 
 

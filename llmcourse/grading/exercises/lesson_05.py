@@ -44,7 +44,7 @@ seed = Exercise(
     reference=_seed_everything,
     forbid=["llmcourse.utils.seed_everything", "llmcourse.utils.seed"],
     compare=exact(),
-    section="Reproducibility: seeds",
+    section="Reproducibility",
 )
 
 
@@ -81,7 +81,7 @@ training_memory = Exercise(
     answer="model_state_gb",
     reference=_reference_gb,
     forbid=["llmcourse.scaling.model_state_bytes", "llmcourse.scaling.memory"],
-    section="How much memory does training take?",
+    section="What changes on a machine with many GPUs",
 )
 
 
@@ -129,7 +129,7 @@ all_reduce = Exercise(
     answer="all_reduce_mean",
     reference=_reference_all_reduce,
     forbid=["llmcourse.utils.distributed.ring_all_reduce", "torch.distributed.all_reduce"],
-    section="Data parallelism and all-reduce",
+    section="What changes on a machine with many GPUs",
 )
 
 
@@ -206,7 +206,7 @@ checkpoint = Exercise(
     answer=("save_training_checkpoint", "load_training_checkpoint"),
     reference=(_save_reference, _load_reference),
     forbid=["llmcourse.train.Trainer.save_checkpoint", "llmcourse.train.Trainer.load_checkpoint"],
-    section="Checkpoints",
+    section="Checkpoints you can trust",
 )
 
 

@@ -55,7 +55,7 @@ pair_counts_exercise = Exercise(
     reference=_reference_pair_counts,
     forbid=["llmcourse.tokenizers.bpe.pair_counts"],
     compare=exact(),
-    section="Byte-pair encoding",
+    section="Byte-pair encoding from scratch",
 )
 
 
@@ -89,7 +89,7 @@ merge_pair_exercise = Exercise(
     answer="merge_pair",
     reference=merge_pair,
     compare=exact(),
-    section="Byte-pair encoding",
+    section="Byte-pair encoding from scratch",
 )
 
 
@@ -148,7 +148,7 @@ bpe_round_trip = Exercise(
         "llmcourse.tokenizers.BPETokenizer",
     ],
     compare=exact(),
-    section="Training and applying BPE",
+    section="Byte-pair encoding from scratch",
 )
 
 
@@ -240,7 +240,7 @@ wordpiece = Exercise(
     reference=greedy_longest_match,
     forbid=["llmcourse.tokenizers.WordPieceTokenizer"],
     compare=exact(),
-    section="WordPiece",
+    section="WordPiece (BERT)",
 )
 WORDS = [
     "unaffable", "tokenization", "shakespeare", "wherefore", "hugging", "café", "x",
@@ -285,7 +285,7 @@ fertility_exercise = Exercise(
     answer="fertility",
     reference=fertility,
     compare=close(),
-    section="Fertility across languages",
+    section="Fertility: what a tokenizer costs in each language",
 )
 
 

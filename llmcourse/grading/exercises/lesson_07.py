@@ -40,7 +40,7 @@ normalize_text = Exercise(
     reference=_reference_normalize,
     forbid=["llmcourse.data.normalize", "llmcourse.data.normalize_text"],
     compare=exact(),
-    section="Cleaning text",
+    section="Unicode normalisation",
 )
 
 
@@ -108,7 +108,7 @@ top_ngram_fraction = Exercise(
     answer="top_ngram_char_fraction",
     reference=quality.top_ngram_char_fraction,
     forbid=["llmcourse.data.quality"],
-    section="Quality filters: repetition",
+    section="Quality heuristics (Gopher and C4)",
 )
 
 
@@ -159,7 +159,7 @@ repeated_ngrams = Exercise(
     answer="duplicate_ngram_char_fraction",
     reference=quality.duplicate_ngram_char_fraction,
     forbid=["llmcourse.data.quality"],
-    section="Quality filters: repetition",
+    section="Quality heuristics (Gopher and C4)",
 )
 
 
@@ -211,7 +211,7 @@ minhash_signature = Exercise(
     forbid=["llmcourse.data.dedup.minhash", "llmcourse.data.dedup.MinHashLSH", "datasketch"],
     permit=["llmcourse.data.dedup.hash_coefficients", "llmcourse.data.dedup.EMPTY"],
     compare=exact(),
-    section="Near-duplicates: MinHash",
+    section="Deduplication",
 )
 
 
@@ -256,7 +256,7 @@ jaccard_estimate = Exercise(
     answer="jaccard_estimate",
     reference=dedup.jaccard_estimate,
     forbid=["llmcourse.data.dedup.jaccard", "datasketch"],
-    section="Near-duplicates: MinHash",
+    section="Deduplication",
 )
 
 
@@ -308,7 +308,7 @@ packing_exercise = Exercise(
     reference=_reference_pack,
     forbid=["llmcourse.data.packing"],
     compare=exact(),
-    section="Packing documents into blocks",
+    section="Tokenise and pack",
 )
 
 

@@ -22,7 +22,7 @@ label_mask = Exercise(
     answer="sft_labels",
     reference=reference_sft_labels,
     compare=exact(names=("input_ids", "labels")),
-    section="Supervised fine-tuning: which tokens are scored",
+    section="Supervised fine-tuning: loss on the response only",
 )
 
 
@@ -61,7 +61,7 @@ prompt_template = Exercise(
     reference=_reference_prompt,
     forbid=["llmcourse.data.instructions.ALPACA", "llmcourse.data.instructions.PromptTemplate"],
     compare=exact(),
-    section="Instruction templates",
+    section="Instruction data from the plays",
 )
 
 
@@ -95,7 +95,7 @@ lora_layer = Exercise(
     reference=ReferenceLoRA,
     forbid=["llmcourse.train.lora", "peft"],
     kind="class",
-    section="LoRA",
+    section="LoRA on SmolLM2, from scratch",
 )
 
 
@@ -172,7 +172,7 @@ distillation_loss = Exercise(
     "08.distillation_loss",
     answer="distillation_loss",
     reference=reference_distillation_loss,
-    section="Knowledge distillation",
+    section="Distillation",
 )
 
 

@@ -19,7 +19,7 @@ bradley_terry = Exercise(
     "09.bradley_terry",
     answer="bradley_terry_loss",
     reference=reference_bradley_terry,
-    section="Reward models: the Bradley-Terry loss",
+    section="A Bradley–Terry reward model",
 )
 
 
@@ -50,7 +50,7 @@ gae = Exercise(
     reference=reference_gae,
     forbid=["llmcourse.train.ppo.gae_loop"],
     compare=close(names=("advantages", "returns")),
-    section="Generalised advantage estimation",
+    section="PPO, piece by piece",
 )
 
 
@@ -92,7 +92,7 @@ ppo_clipped_loss = Exercise(
     answer="ppo_policy_loss",
     reference=reference_ppo_policy_loss,
     compare=close(names=("loss", "clip fraction")),
-    section="PPO's clipped objective",
+    section="PPO, piece by piece",
 )
 
 
@@ -131,7 +131,7 @@ dpo_loss = Exercise(
     "09.dpo_loss",
     answer="dpo_loss",
     reference=reference_dpo_loss,
-    section="Direct preference optimisation (DPO)",
+    section="DPO on the same preferences",
 )
 
 

@@ -39,7 +39,7 @@ kv_cache_update = Exercise(
     answer="kv_cache_update",
     reference=_reference_update,
     forbid=["llmcourse.nn.KVCache.update"],
-    section="The KV cache",
+    section="The KV cache, measured",
 )
 
 
@@ -124,7 +124,7 @@ top_p = Exercise(
     answer="top_p_filter",
     reference=top_p_filter,
     forbid=["llmcourse.infer.sampling.process_logits"],
-    section="Decoding: top-p (nucleus) sampling",
+    section="Decoding: from logits to text",
 )
 
 
@@ -175,7 +175,7 @@ int8_absmax = Exercise(
     answer=("int8_quantize", "int8_dequantize"),
     reference=(_reference_int8, absmax_dequantize),
     forbid=["llmcourse.quant", "torch.ao.quantization", "torch.quantize_per_tensor"],
-    section="Quantization: absmax int8",
+    section="Quantization",
 )
 
 
@@ -227,7 +227,7 @@ int4_groups = Exercise(
     answer="int4_group_quantize",
     reference=_reference_int4,
     forbid=["llmcourse.quant"],
-    section="Quantization: int4 with groups",
+    section="Quantization",
 )
 
 
@@ -271,7 +271,7 @@ kv_cache_bytes = Exercise(
     answer="kv_cache_bytes",
     reference=reference_kv_cache_bytes,
     compare=exact(),
-    section="How big is a KV cache?",
+    section="What serving costs: weights and the KV cache",
 )
 MODELS = ("gpt2", "llama-2-7b", "llama-2-70b", "mistral-7b", "jais-13b", "smollm2-135m")
 

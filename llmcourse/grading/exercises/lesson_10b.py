@@ -80,7 +80,7 @@ lcs = Exercise(
     reference=lcs_length,
     forbid=["llmcourse.eval.rouge"],
     compare=exact(),
-    section="ROUGE-L: longest common subsequence",
+    section="Scoring generated text: BLEU, ROUGE-L, accuracy and F1",
 )
 
 
@@ -118,7 +118,7 @@ recall = Exercise(
     answer="recall_at_k",
     reference=recall_at_k,
     forbid=["llmcourse.rag.evaluate"],
-    section="Evaluating retrieval",
+    section="Retrieval-augmented generation",
 )
 
 
