@@ -316,7 +316,9 @@ def weat_effect_size_matches_on_a_toy_space(draw: Draw) -> list[Case]:
 )
 def weat_effect_size_matches_on_glove(draw: Draw) -> list[Case]:
     cases = []
-    for name in draw.sample(list(CALISKAN_TESTS), 2):
+    # Every word of these three is among GloVe's 50,000 most frequent (flowers_insects_pleasant
+    # has rarer ones, which the package skips and the exercise does not ask about).
+    for name in draw.sample(["names_career_family", "math_arts_gender", "science_arts_gender"], 2):
         X, Y, A, B = (list(words) for words in CALISKAN_TESTS[name])
         X, Y = draw.sample(X, max(2, len(X) - 1)), draw.sample(Y, max(2, len(Y) - 1))
         cases.append(Case((X, Y, A, B, GLOVE), label=f"effect size of {name} on GloVe"))
