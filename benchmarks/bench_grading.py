@@ -6,8 +6,10 @@ For each solution notebook (the grader's lesson-99 fixture, then every ``solutio
 
 - peer: ``nbclient.NotebookClient(...).execute()`` in this process with the ``llmcourse``
   kernel, the bare cost of running the notebook once (the ``check()`` cells included);
-- ours: ``grade_notebook``, which adds a worker process, the memory-limit wrapper, the grader's
-  setup cell (imports the lesson's tests, NumPy and PyTorch) and its tests, and the cleanup.
+- ours: ``grade_notebook``, which adds reading the source (the ownership rules), a worker
+  process, the memory-limit wrapper, the grader's setup cell (imports the lesson's exercises),
+  one driver call per test on inputs drawn for this run, the reference outputs computed in the
+  grader's own process while the kernel works, and the cleanup.
 
 Each is the median of three runs; the ratio is ours / peer. The grader's overhead per notebook
 is ours - peer (mostly importing PyTorch in the kernel, which a lesson notebook pays anyway).
@@ -24,8 +26,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from llmcourse.grading.api import EXTRA_EXERCISES_ENV
 from llmcourse.grading.grade import LESSON_PREFIX, GradeOptions, grade_notebook
+from llmcourse.grading.spec import EXTRA_EXERCISES_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "grading_fixtures"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from grading_fixtures.judge import grade_answer
 
 from llmcourse.eval import expected_calibration_error, lcs_length
-from llmcourse.grading import api
-from llmcourse.grading.api import EXERCISE_ID, Namespace, exercise_test, graded_lessons
+from llmcourse.grading import spec
 from llmcourse.grading.grade import LESSON_PREFIX, UsageError, find_notebooks
+from llmcourse.grading.spec import EXERCISE_ID, Exercise, graded_lessons
 from llmcourse.rag import recall_at_k
 
 
@@ -18,18 +19,18 @@ def test_lesson_ids_take_an_optional_letter():
     for bad in ("10bb.ece", "1b.ece", "10B.ece", "10-b.ece"):
         assert not EXERCISE_ID.match(bad)
     with pytest.raises(ValueError, match=r"10b\.ece"):
-        exercise_test("10bb.x", hint="")
+        Exercise("10bb.x", answer="x")
     assert LESSON_PREFIX.match("10b_evaluation_serving_rag.ipynb").group(1) == "10b"
     assert LESSON_PREFIX.match("10_sota_models_and_jais.ipynb").group(1) == "10"
     with pytest.raises(ValueError):
-        api.tests_for("10c0")
+        spec.tests_for("10c0")
 
 
 def test_lesson_10b_is_graded_apart_from_lesson_10(tmp_path):
     assert {"10", "10b"} <= set(graded_lessons())
-    exercises = {t.exercise for t in api.tests_for("10b")}
+    exercises = {t.exercise_id for t in spec.tests_for("10b")}
     assert exercises == {"10b.ece", "10b.lcs_length", "10b.recall_at_k"}
-    assert not any(t.exercise.startswith("10b") for t in api.tests_for("10"))
+    assert not any(t.exercise_id.startswith("10b") for t in spec.tests_for("10"))
     notebook = tmp_path / "10b_mine.ipynb"
     notebook.write_text("{}")
     assert find_notebooks([str(notebook)]) == [(notebook, "10b")]
@@ -37,15 +38,12 @@ def test_lesson_10b_is_graded_apart_from_lesson_10(tmp_path):
         find_notebooks([str(notebook)], lesson="1b")
 
 
-def run(lesson: str, namespace: dict) -> dict[str, bool]:
-    results = {}
-    for test in api.tests_for(lesson):
-        try:
-            test.run(Namespace(namespace))
-            results[test.name] = True
-        except AssertionError:
-            results[test.name] = False
-    return results
+def run(answers: dict) -> dict[str, bool]:
+    return {
+        outcome.test: outcome.passed
+        for exercise in ("10b.ece", "10b.lcs_length", "10b.recall_at_k")
+        for outcome in grade_answer(exercise, answers)
+    }
 
 
 def test_the_package_functions_pass_and_wrong_ones_fail():
@@ -54,7 +52,7 @@ def test_the_package_functions_pass_and_wrong_ones_fail():
         "lcs_length": lcs_length,
         "recall_at_k": recall_at_k,
     }
-    assert all(run("10b", right).values())
+    assert all(run(right).values())
 
     def ece_without_weights(conf, correct, n_bins):  # the mean gap, not weighted by bin size
         conf, correct = np.asarray(conf, float), np.asarray(correct, float)
@@ -67,5 +65,14 @@ def test_the_package_functions_pass_and_wrong_ones_fail():
         "lcs_length": lambda a, b: len(set(a) & set(b)),  # shared items, order ignored
         "recall_at_k": lambda retrieved, relevant, k: len(relevant & set(retrieved[:k])) / k,
     }
-    results = run("10b", wrong)
+    results = run(wrong)
     assert not any(results.values()), results
+    named = {
+        o.mistake
+        for ex in ("10b.ece", "10b.lcs_length", "10b.recall_at_k")
+        for o in grade_answer(ex, wrong)
+    }
+    assert named >= {
+        "shared items are counted whatever their order",
+        "divided by k instead of the number of relevant ids",
+    }

@@ -12,14 +12,14 @@ import pytest
 from grading_fixtures.notebooks import LESSON_99
 
 from llmcourse import cli
-from llmcourse.grading import api, progress
-from llmcourse.grading.api import load_exercise_file
+from llmcourse.grading import progress, spec
 from llmcourse.grading.progress import (
     ProgressStore,
     lesson_progress,
     record_quietly,
     render_progress,
 )
+from llmcourse.grading.spec import load_exercise_file
 
 
 @pytest.fixture
@@ -28,12 +28,12 @@ def store(tmp_path):
 
 
 def test_best_keeps_the_highest_score_and_counts_attempts(store):
-    store.record([("03.rmsnorm", 1, 3), ("03.rope", 0, 2)], source="check")
-    store.record([("03.rmsnorm", 3, 3)], source="grade", notebook="/x/03_a.ipynb")
-    store.record([("03.rmsnorm", 2, 3)], source="check")
+    store.record([("03.rmsnorm", 1, 2), ("03.rope", 0, 3)], source="check")
+    store.record([("03.rmsnorm", 2, 2)], source="grade", notebook="/x/03_a.ipynb")
+    store.record([("03.rmsnorm", 1, 2)], source="check")
     best = store.best()
-    assert (best["03.rmsnorm"].score, best["03.rmsnorm"].attempts) == (3, 3)
-    assert (best["03.rope"].score, best["03.rope"].max_score) == (0, 2)
+    assert (best["03.rmsnorm"].score, best["03.rmsnorm"].attempts) == (2, 3)
+    assert (best["03.rope"].score, best["03.rope"].max_score) == (0, 3)
     with sqlite3.connect(store.path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -44,7 +44,7 @@ def test_two_processes_writing_at_once_lose_nothing(store):
         from llmcourse.grading.progress import ProgressStore
         store = ProgressStore({str(store.path)!r})
         for i in range(100):
-            store.record([("03.rmsnorm", i % 4, 3)], source="check")
+            store.record([("03.rmsnorm", i % 3, 2)], source="check")
         """
     )
     store.best()  # create the file first, as the learner's first check() does
@@ -55,7 +55,7 @@ def test_two_processes_writing_at_once_lose_nothing(store):
 
 def test_a_file_that_is_not_a_database_is_moved_aside(store, capsys):
     store.path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
-    store.record([("03.rmsnorm", 2, 3)], source="check")
+    store.record([("03.rmsnorm", 2, 2)], source="check")
     assert "could not be read" in capsys.readouterr().err
     (aside,) = store.path.parent.glob("progress.sqlite3.corrupt-*")
     assert aside.read_bytes().startswith(b"this is not a database")
@@ -63,13 +63,13 @@ def test_a_file_that_is_not_a_database_is_moved_aside(store, capsys):
 
 
 def test_a_damaged_database_is_moved_aside(store, capsys):
-    store.record([(f"03.exercise_{i}", 1, 1) for i in range(2000)], source="check")
+    store.record([("03.rope", i % 2, 3) for i in range(2000)], source="check")
     with sqlite3.connect(store.path) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(store.path.read_bytes())
     data[4096 : 4096 * 4] = b"\xff" * (4096 * 3)  # scribble over pages 2-4
     store.path.write_bytes(bytes(data))
-    store.record([("03.rmsnorm", 3, 3)], source="check")
+    store.record([("03.rmsnorm", 2, 2)], source="check")
     assert "could not be read" in capsys.readouterr().err
     assert list(store.best()) == ["03.rmsnorm"]
 
@@ -98,15 +98,66 @@ def test_recording_never_breaks_a_check(monkeypatch, tmp_path, capsys):
 
 def test_progress_per_lesson_and_what_is_left(store, monkeypatch):
     load_exercise_file(LESSON_99)
-    store.record([("99.mean_square", 3, 3), ("99.normalize", 2, 4)], source="check")
-    (lesson,) = [p for p in lesson_progress(store) if p.lesson == "99"]
-    assert lesson.max_points == {"99.mean_square": 3, "99.normalize": 3}
-    assert lesson.points("99.normalize") == 2  # 2/4 recorded before the tests changed to 3 points
-    assert (lesson.score, lesson.max_score, lesson.left) == (5, 6, ["99.normalize"])
-    text = render_progress([lesson])
-    assert "Lesson 99    5/6   points  1 of 2 exercises done" in text
-    assert "left: 99.normalize (2/3)" in text
-    assert text.endswith("Overall: 5/6 points; 1 exercises left.")
+    store.record([("99.mean_square", 3, 3), ("99.normalize", 2, 3)], source="check")
+    everything = lesson_progress(store)
+    (lesson,) = [p for p in everything.lessons if p.lesson == "99"]
+    assert lesson.max_points == {
+        "99.mean_square": 3,
+        "99.normalize": 3,
+        "99.clip": 1,
+        "99.word_count": 1,
+        "99.running_mean": 2,
+        "99.threshold": 2,
+    }
+    assert lesson.points("99.normalize") == 2
+    assert (lesson.score, lesson.max_score) == (5, 12)
+    assert lesson.left == [
+        "99.normalize",
+        "99.clip",
+        "99.word_count",
+        "99.running_mean",
+        "99.threshold",
+    ]
+    text = render_progress(progress.Progress([lesson]))
+    assert "Lesson 99    5/12  points  1 of 6 exercises done" in text
+    assert "left: 99.normalize (2/3)" in text and "left: 99.clip (not tried)" in text
+    assert text.endswith("Overall: 5/12 points; 5 exercises left.")
+
+
+def test_implausible_rows_are_flagged_not_counted(store):
+    """The learner owns the file: rows written around check() and llmcourse grade are listed,
+    not counted (the score 7000/140, an unknown exercise, a run whose totals do not add up)."""
+    load_exercise_file(LESSON_99)
+    store.record([("99.mean_square", 1, 3)], source="check")
+    store.record([("99.clip", 1, 1)], source="check")
+    with sqlite3.connect(store.path) as connection:
+        connection.executemany(
+            "INSERT INTO results (exercise, score, max_score, source, notebook, recorded_at,"
+            " run_id) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+            [
+                ("99.mean_square", 7000, 140, "grade", "2024-01-01T00:00:00+00:00", None),
+                ("99.mean_square", 3, 3, "grade", "2024-01-01T00:00:00+00:00", None),
+                ("99.nonsense", 1, 1, "check", "2024-01-01T00:00:00+00:00", 99),
+                ("99.normalize", 3, 3, "me", "2024-01-01T00:00:00+00:00", 99),
+                ("99.normalize", 3, 3, "check", "2999-01-01T00:00:00+00:00", 99),
+                ("99.normalize", "three", 3, "check", "2024-01-01T00:00:00+00:00", 99),
+                ("99.normalize", 3, 3, "check", "2024-01-01T00:00:00+00:00", 2),
+            ],
+        )
+    everything = lesson_progress(store)
+    (lesson,) = [p for p in everything.lessons if p.lesson == "99"]
+    assert lesson.points("99.mean_square") == 1 and lesson.points("99.normalize") == 0
+    assert lesson.points("99.clip") == 0  # its run (2) was changed: its totals no longer add up
+    reasons = "\n".join(everything.flagged)
+    assert "99.mean_square is worth 3 points, not 140" in reasons
+    assert "not part of a recorded run" in reasons
+    assert "not an exercise of the course" in reasons
+    assert "not by check() or llmcourse grade" in reasons and "recorded in the future" in reasons
+    assert "scores must be whole numbers" in reasons and "its run's totals do not add up" in reasons
+    assert len(everything.flagged) == 8
+    text = render_progress(everything)
+    assert "Not counted: 8 rows of the progress store are not plausible" in text
+    assert "only `llmcourse grade` verdicts count" in text
 
 
 def test_a_lesson_whose_tests_do_not_import_is_reported_not_raised(store, monkeypatch):
@@ -116,17 +167,19 @@ def test_a_lesson_whose_tests_do_not_import_is_reported_not_raised(store, monkey
         raise ImportError("cannot import name 'RMSNorm'")
 
     monkeypatch.setattr(progress, "tests_for", broken)
-    (lesson,) = [p for p in lesson_progress(store) if p.lesson == "99"]
+    (lesson,) = [p for p in lesson_progress(store).lessons if p.lesson == "99"]
     assert "could not be loaded: ImportError: cannot import name 'RMSNorm'" in lesson.problem
 
 
 def test_the_progress_command(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("LLMCOURSE_HOME", str(tmp_path))
-    monkeypatch.setenv(api.EXTRA_EXERCISES_ENV, str(LESSON_99))
+    monkeypatch.setenv(spec.EXTRA_EXERCISES_ENV, str(LESSON_99))
     ProgressStore().record([("99.mean_square", 1, 3)], source="check")
     assert cli.main(["progress"]) == 0
     assert "left: 99.mean_square (1/3)" in capsys.readouterr().out
     assert cli.main(["progress", "--json"]) == 0
-    (lesson,) = [p for p in json.loads(capsys.readouterr().out) if p["lesson"] == "99"]
+    report = json.loads(capsys.readouterr().out)
+    (lesson,) = [p for p in report["lessons"] if p["lesson"] == "99"]
     assert lesson["exercises"]["99.normalize"] == {"score": 0, "max_score": 3}
-    assert lesson["left"] == ["99.mean_square", "99.normalize"]
+    assert lesson["left"][:2] == ["99.mean_square", "99.normalize"]
+    assert report["flagged"] == []

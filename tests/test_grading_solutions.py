@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from grading_fixtures.notebooks import LESSON_99, ROOT, SOLUTION_99
 
+from llmcourse.grading.evaluate import NOT_RUN, TIMED_OUT
 from llmcourse.grading.grade import LESSON_PREFIX, GradeOptions, NotebookGrade, grade_notebooks
-from llmcourse.grading.runner import NOT_RUN, TIMED_OUT
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 TIMES = ROOT / "test-artifacts" / "grade_times.json"

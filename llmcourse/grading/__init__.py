@@ -1,9 +1,22 @@
-"""Graded exercises: tests in ``grading.exercises``, ``check()`` in notebooks, the grade CLI.
+"""Graded exercises: ``check()`` in notebooks, ``llmcourse grade`` for verdicts, the spec API.
 
-How to write a solution notebook and its tests: ``llmcourse/grading/README.md``.
+How to write a solution notebook and its exercises: ``llmcourse/grading/README.md``.
 """
 
-from llmcourse.grading.api import Namespace, assert_close, exercise_test, tests_for
+from llmcourse.grading.compare import close, exact
 from llmcourse.grading.feedback import CheckResult, check
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement, tests_for
+from llmcourse.grading.wire import Make
 
-__all__ = ["CheckResult", "Namespace", "assert_close", "check", "exercise_test", "tests_for"]
+__all__ = [
+    "Case",
+    "CheckResult",
+    "Draw",
+    "Exercise",
+    "Make",
+    "Measurement",
+    "check",
+    "close",
+    "exact",
+    "tests_for",
+]

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from llmcourse.grading.files import UnsafeOutput, check_output
 from llmcourse.grading.grade import (
     GradeOptions,
     NotebookGrade,
@@ -51,6 +52,12 @@ def add_grade_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed the tests' inputs (to reproduce a run; default: a fresh seed per notebook)",
+    )
+    parser.add_argument(
         "--exercises",
         action="append",
         default=[],
@@ -72,18 +79,23 @@ def run_grade(args: argparse.Namespace) -> int:
     def graded(grade: NotebookGrade) -> None:
         say(f"{grade.path}: {grade.score}/{grade.max_score} ({grade.seconds:.1f} s)")
 
+    folders = [Path(p) for p in args.paths if Path(p).is_dir()]
+    csv_path = args.csv or (folders[0] / "grades.csv" if folders else None)
     try:
         options = GradeOptions(
             cell_timeout=args.cell_timeout,
             timeout=args.timeout,
             memory_mb=args.memory_mb,
             exercise_files=tuple(args.exercises),
+            seed=args.seed,
         )
         for path in options.exercise_files:
             _load(path)
+        if csv_path is not None:
+            check_output(csv_path)  # refuse a linked grades.csv before grading, not after
         notebooks = find_notebooks(args.paths, args.lesson, warn=say)
         grades = grade_notebooks(notebooks, options, jobs=args.jobs, on_graded=graded)
-    except UsageError as error:
+    except (UsageError, UnsafeOutput) as error:
         print(f"llmcourse grade: {error}", file=sys.stderr)
         return 2
     if not args.no_record:
@@ -97,16 +109,18 @@ def run_grade(args: argparse.Namespace) -> int:
         if len(grades) == 1:
             print()
             print(render_details(grades[0]))
-    folders = [Path(p) for p in args.paths if Path(p).is_dir()]
-    csv_path = args.csv or (folders[0] / "grades.csv" if folders else None)
     if csv_path is not None:
-        write_csv(grades, csv_path)
+        try:
+            write_csv(grades, csv_path)
+        except (UnsafeOutput, OSError) as error:
+            print(f"llmcourse grade: not writing {csv_path}: {error}", file=sys.stderr)
+            return 2
         say(f"wrote {csv_path}")
     return 0
 
 
 def _load(path: str) -> None:
-    from llmcourse.grading.api import load_exercise_file
+    from llmcourse.grading.spec import load_exercise_file
 
     try:
         load_exercise_file(path)
@@ -121,9 +135,9 @@ def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
 def run_progress(args: argparse.Namespace) -> int:
     from llmcourse.grading.progress import lesson_progress, render_progress
 
-    lessons = lesson_progress()
+    progress = lesson_progress()
     if args.json:
-        print(json.dumps([item.to_dict() for item in lessons], indent=2))
+        print(json.dumps(progress.to_dict(), indent=2))
     else:
-        print(render_progress(lessons))
+        print(render_progress(progress))
     return 0

@@ -1,33 +1,69 @@
-"""``check()``: run an exercise's tests inside the learner's notebook and show what went wrong.
+"""``check()``: fast feedback inside the learner's notebook; only ``llmcourse grade`` counts.
 
 In a solution or exercise notebook, the cell after each exercise is::
 
     from llmcourse.grading import check
     check("03.rmsnorm", globals())
 
-Jupyter shows a table (test, points, passed, and for a failure what was expected and a hint);
-a terminal or script gets the same as plain text. The result is also recorded in the progress
-store for ``llmcourse progress``. Inside ``llmcourse grade`` the call does nothing: the grader
-runs its own tests after the notebook.
+It runs the exercise's tests in the learner's own kernel: fresh inputs each call, the learner's
+answer on them, the package's reference on the same inputs, the same comparison and the same
+diagnosis of common mistakes as the grader. Jupyter shows a table (test, points, passed, and for
+a failure what differs and a hint); a terminal gets the same as plain text. The result is also
+recorded in the progress store for ``llmcourse progress``. Everything here runs in the
+learner's process, so it is practice, not a verdict: the table says so, and only ``llmcourse
+grade`` (which computes its verdicts outside the kernel) decides a score.
+
+Time: each test's calls get the test's limit (``timeout``, 10 s unless the exercise says
+otherwise, 30 s at most in the course), and no test starts after ``CHECK_LIMIT_S`` (60 s), so
+``check()`` returns within 60 s plus one test's limit whatever the answer does. On Linux the
+answer runs in a forked copy of the kernel that is killed at the limit: a loop in Python or in
+C, one that catches every exception, ``os._exit`` or a memory bomb costs that test, and your
+kernel keeps none of it (what the answer printed is shown). Elsewhere (macOS, Windows, or once
+CUDA is in use) it runs in a helper thread that ``check()`` stops waiting for; the other tests
+of a still running answer are then skipped, and the one thing that cannot be outwaited is C
+code that holds the GIL (``sum(range(10**15))``): interrupt or restart the kernel. Inside
+``llmcourse grade`` the call does nothing: the grader runs its own tests.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmcourse.grading.api import tests_for
-from llmcourse.grading.progress import record_quietly
-from llmcourse.grading.runner import (
-    GRADING_ENV,
-    NOT_ATTEMPTED,
+from llmcourse.grading import wire
+from llmcourse.grading.calls import (
+    ProcessEnded,
+    TimeLimitExceeded,
+    call_in_fork,
+    call_in_thread,
+    can_fork,
+    memory_budget,
+    run_cases,
+)
+from llmcourse.grading.evaluate import (
+    ATTEMPTED,
+    CRASHED,
+    MISSING,
+    NOT_RUN,
+    REJECTED,
+    TIMED_OUT,
     Outcome,
     exercise_scores,
-    run_tests,
+    expected_outputs,
+    judge,
+    outcome_for,
 )
+from llmcourse.grading.progress import record_quietly
+from llmcourse.grading.spec import GRADING_ENV, Case, ExerciseTest, seed_of, tests_for
+
+CHECK_LIMIT_S = 60.0  # no test starts after this; each runs at most its own limit
+PRACTICE_NOTE = "Practice feedback from your own kernel: only `llmcourse grade` verdicts count."
 
 
 @dataclass
@@ -56,8 +92,11 @@ class CheckResult:
             lines.append(f"  [{mark}] {row.points}/{row.max_points}  {self._title(row)}")
             if not row.passed:
                 lines.append(f"         {row.message}")
-                if row.status != NOT_ATTEMPTED:
+                if row.status in ATTEMPTED:
                     lines.append(f"         Hint: {row.hint}")
+                    if row.section:
+                        lines.append(f"         See the lesson's section “{row.section}”.")
+        lines.append(PRACTICE_NOTE)
         return "\n".join(lines)
 
     def to_html(self) -> str:
@@ -68,8 +107,10 @@ class CheckResult:
             else:
                 mark = '<span style="color:#cf222e">&#10007;</span>'
                 advice = html.escape(row.message)
-                if row.status != NOT_ATTEMPTED:
+                if row.status in ATTEMPTED:
                     advice += f"<br><i>Hint:</i> {html.escape(row.hint)}"
+                    if row.section:
+                        advice += f"<br>See the lesson's section “{html.escape(row.section)}”."
             cells.append(
                 f"<tr><td style='text-align:left'>{html.escape(self._title(row))}</td>"
                 f"<td>{row.points}/{row.max_points}</td><td>{mark}</td>"
@@ -80,7 +121,8 @@ class CheckResult:
             f"<div><b>{html.escape(self.selector)}</b>: {self.score}/{self.max_score} points"
             f" ({verdict})<table><thead><tr><th style='text-align:left'>test</th>"
             "<th>points</th><th>passed</th><th style='text-align:left'>hint</th></tr></thead>"
-            f"<tbody>{''.join(cells)}</tbody></table></div>"
+            f"<tbody>{''.join(cells)}</tbody></table>"
+            f"<small>{html.escape(PRACTICE_NOTE)}</small></div>"
         )
 
     def _title(self, row: Outcome) -> str:
@@ -112,13 +154,92 @@ def check(selector: str, namespace: Mapping[str, Any]) -> CheckResult:
     tests = tests_for(selector)
     if os.environ.get(GRADING_ENV):
         return CheckResult(selector, [])
-    result = CheckResult(selector, run_tests(tests, namespace))
+    run_seed = secrets.randbits(62)
+    still_running: set[int] = set()  # ids of answers stuck in a thread we stopped waiting for
+    deadline = time.monotonic() + CHECK_LIMIT_S
+    rows = []
+    for test in tests:
+        if time.monotonic() > deadline:
+            why = f"not run: check() starts no test after {CHECK_LIMIT_S:g} s; check it alone"
+            rows.append(outcome_for(test, NOT_RUN, why))
+        else:
+            rows.append(_run_test(test, namespace, run_seed, still_running))
+    result = CheckResult(selector, rows)
     _show(result)
     record_quietly(
         ((s.exercise, s.score, s.max_score) for s in exercise_scores(result.rows).values()),
         source="check",
     )
     return result
+
+
+def _run_test(
+    test: ExerciseTest, namespace: Mapping[str, Any], run_seed: int, still_running: set[int]
+) -> Outcome:
+    implementations = []
+    for name in test.answer:
+        if name not in namespace:
+            return outcome_for(test, MISSING, f"Define `{name}` in the notebook (run its cell).")
+        value = namespace[name]
+        if test.exercise.kind != "value" and not callable(value):
+            return outcome_for(
+                test, MISSING, f"`{name}` should be a function, but it is a {type(value).__name__}."
+            )
+        own = _packaged_version(test, value)
+        if own:
+            return outcome_for(
+                test,
+                REJECTED,
+                f"`{name}` is {own}, the package's own version: llmcourse grade scores it 0. "
+                "Write it yourself.",
+            )
+        implementations.append(value)
+    if any(id(value) in still_running for value in implementations):
+        return outcome_for(
+            test,
+            NOT_RUN,
+            "not run: your answer is still running from a test that timed out; restart the "
+            "kernel (Kernel → Restart) to stop it",
+        )
+    seed = seed_of(run_seed, test.key)
+    cases = test.draw_cases(run_seed)
+    mine = [wire.loads(wire.dumps((c.args, c.kwargs)), wire.Builder()) for c in cases]
+    learner_cases = [Case(tuple(args), dict(kwargs)) for args, kwargs in mine]
+
+    def call() -> list[dict[str, Any]]:
+        return run_cases(test, implementations, learner_cases, seed)
+
+    forked = can_fork()
+    try:
+        if forked:
+            encoded, printed = call_in_fork(call, test.timeout, test.memory_mb)
+            if printed:
+                print(printed, end="" if printed.endswith("\n") else "\n")
+        else:
+            with memory_budget(test.memory_mb):
+                encoded = call_in_thread(call, test.timeout)
+    except TimeLimitExceeded:
+        message = f"did not finish within {test.timeout:g} s (an infinite loop, or far too slow?)"
+        if not forked:
+            still_running.update(id(value) for value in implementations)
+            message += "; if it keeps running in the background, restart the kernel"
+        return outcome_for(test, TIMED_OUT, message)
+    except ProcessEnded as ended:
+        return outcome_for(test, CRASHED, f"the process running your answer ended ({ended})")
+    build = wire.Builder()
+    expected = expected_outputs(test, cases, build, seed)
+    # The outputs travel as they do in llmcourse grade: as JSON text.
+    results = json.loads(json.dumps(encoded, allow_nan=False))
+    return judge(test, cases, results, expected, build, seed)
+
+
+def _packaged_version(test: ExerciseTest, value: Any) -> str:
+    """The name of the package's reference when ``value`` is that very object, else ``""``."""
+    for reference in test.exercise.references.values():
+        if reference is not None and value is reference:
+            module = getattr(reference, "__module__", "")
+            return f"{module}.{getattr(reference, '__qualname__', '')}"
+    return ""
 
 
 def _show(result: CheckResult) -> None:

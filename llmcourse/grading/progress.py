@@ -5,6 +5,12 @@ overrides). It runs in WAL mode and every write is one short ``BEGIN IMMEDIATE``
 on a fresh connection with a busy timeout, so a notebook kernel and ``llmcourse grade`` writing at
 the same moment both land. A file that is not a database (or is damaged) is renamed to
 ``progress.sqlite3.corrupt-<time>`` with a message, and a fresh store takes its place.
+
+The learner owns this file and anything can write to it, so it is a record of practice, not of
+verdicts. Each write is a *run* (its rows and their totals); ``llmcourse progress`` counts only
+rows that are plausible: a known exercise, ``0 <= score <= max_score``, the exercise's current
+``max_score``, a source of ``check`` or ``grade``, a time that is not in the future, and a run
+whose totals add up. It lists the rest (a row of 7000/140, say) instead of counting them.
 """
 
 from __future__ import annotations
@@ -13,15 +19,15 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from llmcourse.grading.api import graded_lessons, tests_for
-from llmcourse.grading.runner import describe_exception
+from llmcourse.grading.spec import graded_lessons, tests_for
 
 DATABASE_NAME = "progress.sqlite3"
+SOURCES = ("check", "grade")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,7 +37,16 @@ CREATE TABLE IF NOT EXISTS results (
     source TEXT NOT NULL,
     notebook TEXT,
     recorded_at TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    notebook TEXT,
+    score INTEGER NOT NULL,
+    max_score INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    recorded_at TEXT NOT NULL
+);
 """
 T = TypeVar("T")
 
@@ -47,8 +62,22 @@ class BestResult:
     last_recorded: str
 
 
+@dataclass(frozen=True)
+class StoredRow:
+    """One row of the results table, with the totals of the run it claims to belong to."""
+
+    id: int
+    exercise: Any
+    score: Any
+    max_score: Any
+    source: Any
+    recorded_at: Any
+    run: tuple[Any, Any, Any] | None  # (score, max_score, rows) of its run
+    run_sums: tuple[Any, Any, Any] | None  # what its run's rows actually add up to
+
+
 class ProgressStore:
-    """Append-only log of results; read back as the best score per exercise."""
+    """Append-only log of results; read back as the best plausible score per exercise."""
 
     def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 30.0) -> None:
         if path is None:
@@ -66,35 +95,67 @@ class ProgressStore:
         source: str,
         notebook: str | None = None,
     ) -> None:
-        """Append ``(exercise, score, max_score)`` rows from ``source`` ("check" or "grade")."""
+        """Append ``(exercise, score, max_score)`` rows from ``source`` ("check" or "grade") as
+        one run, with its totals."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        rows = [(ex, int(score), int(top), source, notebook, now) for ex, score, top in scores]
+        rows = [(ex, int(score), int(top)) for ex, score, top in scores]
+        if not rows:
+            return
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(
-                "INSERT INTO results (exercise, score, max_score, source, notebook, recorded_at)"
+            run = connection.execute(
+                "INSERT INTO runs (source, notebook, score, max_score, rows, recorded_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
+                (
+                    source,
+                    notebook,
+                    sum(r[1] for r in rows),
+                    sum(r[2] for r in rows),
+                    len(rows),
+                    now,
+                ),
+            ).lastrowid
+            connection.executemany(
+                "INSERT INTO results (exercise, score, max_score, source, notebook, recorded_at,"
+                " run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(ex, score, top, source, notebook, now, run) for ex, score, top in rows],
             )
             connection.execute("COMMIT")
 
         self._run(write)
 
-    def best(self) -> dict[str, BestResult]:
-        """Best result per exercise (highest score; ties go to the latest)."""
+    def rows(self) -> list[StoredRow]:
+        """Every result row, with its run's recorded totals and what its rows add up to."""
 
         def read(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return connection.execute(
-                "SELECT exercise, score, max_score, n, last FROM ("
-                "  SELECT exercise, score, max_score,"
-                "    COUNT(*) OVER w AS n, MAX(recorded_at) OVER w AS last,"
-                "    ROW_NUMBER() OVER (PARTITION BY exercise ORDER BY score DESC, id DESC) AS r"
-                "  FROM results WINDOW w AS (PARTITION BY exercise)"
-                ") WHERE r = 1"
+                "SELECT r.id, r.exercise, r.score, r.max_score, r.source, r.recorded_at,"
+                "  runs.score, runs.max_score, runs.rows, sums.score, sums.max_score, sums.n"
+                " FROM results AS r"
+                " LEFT JOIN runs ON runs.id = r.run_id"
+                " LEFT JOIN (SELECT run_id, SUM(score) AS score, SUM(max_score) AS max_score,"
+                "   COUNT(*) AS n FROM results GROUP BY run_id) AS sums ON sums.run_id = r.run_id"
+                " ORDER BY r.id"
             ).fetchall()
 
-        return {row[0]: BestResult(*row) for row in self._run(read)}
+        return [
+            StoredRow(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                None if row[6] is None else (row[6], row[7], row[8]),
+                None if row[9] is None else (row[9], row[10], row[11]),
+            )
+            for row in self._run(read)
+        ]
+
+    def best(self, max_points: dict[str, int] | None = None) -> dict[str, BestResult]:
+        """Best plausible result per exercise (highest score; ties go to the latest)."""
+        return plausible(self.rows(), max_points or known_max_points())[0]
 
     def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``operation`` on a fresh connection; a corrupt file is moved aside once."""
@@ -111,7 +172,10 @@ class ProgressStore:
         connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            connection.executescript(_SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
+            if "run_id" not in columns:  # a store written before runs were recorded
+                connection.execute("ALTER TABLE results ADD COLUMN run_id INTEGER")
             return operation(connection)
         finally:
             connection.close()
@@ -142,6 +206,70 @@ class ProgressStore:
         )
 
 
+def plausible(
+    rows: list[StoredRow], max_points: dict[str, int], now: datetime | None = None
+) -> tuple[dict[str, BestResult], list[str]]:
+    """The best plausible result per exercise, and one line per row that is not plausible."""
+    now = now or datetime.now(timezone.utc)
+    flagged: list[str] = []
+    kept: dict[str, list[StoredRow]] = {}
+    for row in rows:
+        problem = _implausible(row, max_points, now)
+        if problem:
+            flagged.append(f"row {row.id} ({row.exercise} {row.score}/{row.max_score}): {problem}")
+        else:
+            kept.setdefault(row.exercise, []).append(row)
+    best = {}
+    for exercise, group in kept.items():
+        top = max(group, key=lambda r: (r.score, r.id))
+        best[exercise] = BestResult(
+            exercise,
+            top.score,
+            top.max_score,
+            len(group),
+            max(str(r.recorded_at) for r in group),
+        )
+    return best, flagged
+
+
+def _implausible(row: StoredRow, max_points: dict[str, int], now: datetime) -> str:
+    if not isinstance(row.exercise, str) or row.exercise not in max_points:
+        return "not an exercise of the course"
+    if not isinstance(row.score, int) or not isinstance(row.max_score, int):
+        return "scores must be whole numbers"
+    top = max_points[row.exercise]
+    if row.max_score != top:
+        return f"{row.exercise} is worth {top} points, not {row.max_score}"
+    if not 0 <= row.score <= row.max_score:
+        return f"a score of {row.score} out of {row.max_score} is impossible"
+    if row.source not in SOURCES:
+        return f"written by {row.source!r}, not by check() or llmcourse grade"
+    try:
+        when = datetime.fromisoformat(str(row.recorded_at))
+    except ValueError:
+        return "its time is not a date"
+    if when.tzinfo is None or when > now + timedelta(days=1):
+        return "recorded in the future"
+    if row.run is None:
+        return "not part of a recorded run (not written by check() or llmcourse grade)"
+    if row.run != row.run_sums:
+        return "its run's totals do not add up"
+    return ""
+
+
+def known_max_points() -> dict[str, int]:
+    """Every exercise of every graded lesson, with its points today."""
+    points: dict[str, int] = {}
+    for lesson in graded_lessons():
+        try:
+            tests = tests_for(lesson)
+        except Exception:  # reported per lesson by lesson_progress
+            continue
+        for test in tests:
+            points[test.exercise_id] = points.get(test.exercise_id, 0) + test.points
+    return points
+
+
 def _is_corruption(error: sqlite3.DatabaseError) -> bool:
     """Not a database, or a damaged one, as opposed to locked, read-only or a full disk."""
     code = getattr(error, "sqlite_errorname", None)  # Python >= 3.11
@@ -170,11 +298,8 @@ class LessonProgress:
     problem: str = ""  # set when the lesson's tests could not be loaded
 
     def points(self, exercise: str) -> int:
-        """Best recorded score, rescaled if the exercise's tests changed since."""
         result = self.best.get(exercise)
-        if result is None or result.max_score <= 0:
-            return 0
-        return round(self.max_points[exercise] * result.score / result.max_score)
+        return 0 if result is None else result.score
 
     @property
     def score(self) -> int:
@@ -202,27 +327,48 @@ class LessonProgress:
         }
 
 
-def lesson_progress(store: ProgressStore | None = None) -> list[LessonProgress]:
-    """Every graded lesson with the learner's best scores (exercises from the test modules)."""
-    best = (store or ProgressStore()).best()
+@dataclass
+class Progress:
+    """Every lesson's progress, and the stored rows that were not plausible."""
+
+    lessons: list[LessonProgress]
+    flagged: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lessons": [item.to_dict() for item in self.lessons], "flagged": self.flagged}
+
+
+def lesson_progress(store: ProgressStore | None = None) -> Progress:
+    """Every graded lesson with the learner's best plausible scores."""
     lessons = []
+    max_points: dict[str, int] = {}
+    per_lesson: dict[str, dict[str, int]] = {}
     for lesson in graded_lessons():
         try:
             tests = tests_for(lesson)
         except Exception as error:  # one broken test module must not hide the other lessons
+            from llmcourse.grading.calls import describe_exception
+
             problem = f"its tests could not be loaded: {describe_exception(error)}"
             lessons.append(LessonProgress(lesson, {}, {}, problem))
             continue
-        max_points: dict[str, int] = {}
+        mine: dict[str, int] = {}
         for test in tests:
-            max_points[test.exercise] = max_points.get(test.exercise, 0) + test.points
-        mine = {ex: result for ex, result in best.items() if ex in max_points}
-        lessons.append(LessonProgress(lesson, max_points, mine))
-    return lessons
+            mine[test.exercise_id] = mine.get(test.exercise_id, 0) + test.points
+        per_lesson[lesson] = mine
+        max_points.update(mine)
+    best, flagged = plausible((store or ProgressStore()).rows(), max_points)
+    for lesson, mine in per_lesson.items():
+        lessons.append(
+            LessonProgress(lesson, mine, {ex: r for ex, r in best.items() if ex in mine})
+        )
+    lessons.sort(key=lambda item: item.lesson)
+    return Progress(lessons, flagged)
 
 
-def render_progress(lessons: list[LessonProgress]) -> str:
+def render_progress(progress: Progress) -> str:
     """The ``llmcourse progress`` report: points per lesson and what is left to do."""
+    lessons = progress.lessons
     if not lessons:
         return "No lesson has graded exercises yet."
     lines = []
@@ -243,4 +389,12 @@ def render_progress(lessons: list[LessonProgress]) -> str:
     top = sum(item.max_score for item in lessons)
     left = sum(len(item.left) for item in lessons)
     lines.append(f"Overall: {total}/{top} points; {left} exercises left.")
+    if progress.flagged:
+        lines.append(
+            f"Not counted: {len(progress.flagged)} rows of the progress store are not plausible "
+            "(the store is yours to edit; only `llmcourse grade` verdicts count):"
+        )
+        lines.extend(f"    {text}" for text in progress.flagged[:10])
+        if len(progress.flagged) > 10:
+            lines.append(f"    … and {len(progress.flagged) - 10} more")
     return "\n".join(lines)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
+from llmcourse.grading.evaluate import ATTEMPTED
+from llmcourse.grading.files import write_atomically
 from llmcourse.grading.grade import NotebookGrade
-from llmcourse.grading.runner import ERROR, FAILED, TIMED_OUT
 
 
 def render_table(grades: list[NotebookGrade]) -> str:
@@ -25,12 +27,15 @@ def render_table(grades: list[NotebookGrade]) -> str:
 
 def render_details(grade: NotebookGrade) -> str:
     """Every exercise of one notebook, with the reason and hint for each lost point."""
-    lines = [f"{grade.path}: {grade.score}/{grade.max_score} points ({grade.seconds:.1f} s)"]
+    lines = [
+        f"{grade.path}: {grade.score}/{grade.max_score} points ({grade.seconds:.1f} s, "
+        f"inputs drawn with seed {grade.seed})"
+    ]
     for exercise, score in grade.exercises.items():
         lines.append(f"  {exercise}: {score.score}/{score.max_score}")
         for lost in score.lost:
             lines.append(f"    - {lost.test} (-{lost.max_points}): {lost.message}")
-            if lost.status in (FAILED, ERROR, TIMED_OUT):  # a hint helps only an attempt
+            if lost.status in ATTEMPTED:  # a hint helps only an attempt
                 lines.append(f"      hint: {lost.hint}")
     if grade.problems:
         lines.append("  problems while running the notebook:")
@@ -43,20 +48,23 @@ def to_json(grades: list[NotebookGrade]) -> str:
 
 
 def write_csv(grades: list[NotebookGrade], path: Path) -> None:
-    """A spreadsheet for the gradebook: one row per notebook, one column per exercise."""
+    """A spreadsheet for the gradebook: one row per notebook, one column per exercise.
+
+    Written atomically, never through a symbolic link (``files.write_atomically``)."""
     exercises = sorted({ex for grade in grades for ex in grade.exercises})
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["notebook", "lesson", "score", "max_score", *exercises, "problems"])
-        for grade in grades:
-            per_exercise = grade.exercises
-            writer.writerow(
-                [
-                    grade.path,
-                    grade.lesson,
-                    grade.score,
-                    grade.max_score,
-                    *(per_exercise[ex].score if ex in per_exercise else "" for ex in exercises),
-                    " | ".join(grade.problems),
-                ]
-            )
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["notebook", "lesson", "score", "max_score", *exercises, "problems"])
+    for grade in grades:
+        per_exercise = grade.exercises
+        writer.writerow(
+            [
+                grade.path,
+                grade.lesson,
+                grade.score,
+                grade.max_score,
+                *(per_exercise[ex].score if ex in per_exercise else "" for ex in exercises),
+                " | ".join(grade.problems),
+            ]
+        )
+    write_atomically(path, handle.getvalue())

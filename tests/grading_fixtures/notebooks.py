@@ -18,9 +18,13 @@ ROOT = FIXTURES.parent.parent
 MARK = "LLMCOURSE_GRADING_TEST_MARK"
 
 
+# Cell indices of the fixture solution's answers (markdown and check() cells in between).
+IMPORTS, MEAN_SQUARE, NORMALIZE, CLIP, WORD_COUNT, RUNNING_MEAN, THRESHOLD = 2, 4, 8, 12, 15, 18, 21
+MAX_SCORE = 12  # mean_square 3, normalize 3, clip 1, word_count 1, running_mean 2, threshold 2
+
+
 def solution_cells() -> list[dict[str, Any]]:
-    """The fixture solution's cells: 0-1 markdown, 2 imports, 4 mean_square, 6 its check,
-    8 normalize, 10 its check (markdown in between)."""
+    """The fixture solution's cells (see the indices above)."""
     cells = json.loads(SOLUTION_99.read_text(encoding="utf-8"))["cells"]
     for cell in cells:
         if isinstance(cell["source"], list):
@@ -54,11 +58,14 @@ def mark_processes(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def leftovers(marker: str) -> list[psutil.Process]:
-    """Processes still alive with ``marker`` in their environment (workers, kernels, children)."""
+    """Processes still alive with ``marker`` in their environment (workers, kernels, children)
+    or on their command line (for processes that cleared their environment)."""
     found = []
     for process in psutil.process_iter():
         try:
-            if process.environ().get(MARK) == marker:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.environ().get(MARK) == marker or marker in " ".join(process.cmdline()):
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue

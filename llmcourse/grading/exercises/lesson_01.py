@@ -1,4 +1,4 @@
-"""Exercise tests of lesson 01 (course overview): next-token distributions, the chain rule and
+"""Exercises of lesson 01 (course overview): next-token distributions, the chain rule and
 perplexity, each against ``llmcourse.infer.sampling`` or ``llmcourse.eval``."""
 
 from __future__ import annotations
@@ -8,107 +8,157 @@ import math
 import torch
 
 from llmcourse.eval import perplexity_from_log_probs, token_log_probs
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
+from llmcourse.grading.spec import Case, Draw, Exercise
 from llmcourse.infer.sampling import process_logits
 
 
-def _reference_distribution(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def _reference_distribution(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.softmax(process_logits(logits, temperature=temperature), dim=-1)
+
+
+def _sequence_log_prob(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return token_log_probs(logits, ids).sum()
 
 
 # ---- 01.next_token ----------------------------------------------------------------------------
 
-
-@exercise_test(
+next_token = Exercise(
     "01.next_token",
-    points=1,
-    hint="Exponentiate and divide by the sum over the last dimension (dim=-1, keepdim=True), so "
-    "each row sums to 1.",
+    answer="next_token_distribution",
+    reference=_reference_distribution,
+    forbid=["llmcourse.infer.sampling.process_logits"],
+    section="A language model predicts the next token",
 )
-def softmax_of_a_batch(ns: Namespace) -> None:
-    function = ns.function("next_token_distribution")
-    logits = torch.randn(4, 11)
-    assert_close(function(logits), _reference_distribution(logits, 1.0), what="temperature 1")
 
 
-@exercise_test(
-    "01.next_token",
+@next_token.variant("the temperature is ignored")
+def _no_temperature(logits, temperature=1.0):
+    return torch.softmax(logits, dim=-1)
+
+
+@next_token.variant("the logits are multiplied by the temperature instead of divided")
+def _times_temperature(logits, temperature=1.0):
+    return torch.softmax(logits * temperature, dim=-1)
+
+
+@next_token.variant("the softmax runs over the wrong dimension (the rows, not each row)")
+def _softmax_over_rows(logits, temperature=1.0):
+    return torch.softmax(logits / temperature, dim=0)
+
+
+@next_token.test(
+    points=1,
+    hint="Exponentiate and divide by the sum over the last dimension, so each row sums to 1.",
+)
+def softmax_of_a_batch(draw: Draw) -> list[Case]:
+    rows, vocab = draw.integer(2, 6), draw.integer(5, 40)
+    return [Case((draw.randn(rows, vocab),), label=f"logits ({rows}, {vocab}), temperature 1")]
+
+
+@next_token.test(
     points=1,
     hint="Divide the logits by the temperature before the softmax (not the probabilities after).",
 )
-def temperature_sharpens_and_flattens(ns: Namespace) -> None:
-    function = ns.function("next_token_distribution")
-    logits = torch.randn(3, 9) * 2
-    for temperature in (0.5, 2.0):
-        assert_close(
-            function(logits, temperature),
-            _reference_distribution(logits, temperature),
-            what=f"temperature {temperature}",
-        )
+def temperature_sharpens_and_flattens(draw: Draw) -> list[Case]:
+    logits = draw.randn(3, draw.integer(5, 20)) * 2
+    return [
+        Case((logits, temperature), label=f"temperature {temperature:g}")
+        for temperature in (0.5, 2.0, round(draw.uniform(0.2, 3.0), 2))
+    ]
 
 
-@exercise_test(
-    "01.next_token",
+@next_token.test(
     points=1,
     hint="exp(1000) overflows to inf and inf/inf is nan: subtract each row's maximum first.",
 )
-def large_logits_stay_finite(ns: Namespace) -> None:
-    function = ns.function("next_token_distribution")
-    logits = torch.tensor([[1000.0, 999.0, 990.0], [-1000.0, -1001.0, -1000.5]])
-    result = function(logits)
-    assert torch.isfinite(result).all(), f"large logits gave non-finite probabilities: {result}"
-    assert_close(result, _reference_distribution(logits, 1.0), what="logits around ±1000")
+def large_logits_stay_finite(draw: Draw) -> list[Case]:
+    fixed = torch.tensor([[1000.0, 999.0, 990.0], [-1000.0, -1001.0, -1000.5]])
+    drawn = draw.randn(2, 6) + draw.choice([-1, 1]) * draw.uniform(500, 2000)
+    return [
+        Case((fixed,), label="logits around ±1000"),
+        Case((drawn,), label="logits far from 0"),
+    ]
 
 
 # ---- 01.sequence_log_prob ---------------------------------------------------------------------
 
-
-@exercise_test(
+sequence_log_prob = Exercise(
     "01.sequence_log_prob",
-    points=2,
-    hint="Row t-1 of the logits predicts token t: pair logits rows 0..T-2 with ids 1..T-1 and "
-    "use log_softmax, not softmax.",
+    answer="sequence_log_prob",
+    reference=_sequence_log_prob,
+    forbid=["llmcourse.eval.token_log_probs"],
+    section="The chain rule: the probability of a whole text",
 )
-def matches_the_chain_rule(ns: Namespace) -> None:
-    function = ns.function("sequence_log_prob")
-    for seq, vocab in ((6, 10), (20, 50)):
-        logits, ids = torch.randn(seq, vocab), torch.randint(0, vocab, (seq,))
-        expected = token_log_probs(logits, ids).sum()
-        assert_close(function(logits, ids), expected, what=f"a sequence of {seq} tokens")
 
 
-@exercise_test(
-    "01.sequence_log_prob",
+@sequence_log_prob.variant("row t of the logits is paired with token t (off by one position)")
+def _same_position(logits, ids):
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return log_probs[torch.arange(1, len(ids)), ids[1:]].sum()
+
+
+@sequence_log_prob.variant("probabilities are summed instead of log-probabilities")
+def _summed_probabilities(logits, ids):
+    probs = torch.softmax(logits, dim=-1)
+    return probs[torch.arange(len(ids) - 1), ids[1:]].sum()
+
+
+@sequence_log_prob.test(
+    points=2,
+    hint="Row t-1 of the logits predicts token t; use log-probabilities, not probabilities.",
+)
+def matches_the_chain_rule(draw: Draw) -> list[Case]:
+    cases = []
+    for seq, vocab in ((6, 10), (draw.integer(10, 30), draw.integer(20, 60))):
+        logits, ids = draw.randn(seq, vocab), draw.randint(0, vocab, (seq,))
+        cases.append(Case((logits, ids), label=f"a sequence of {seq} tokens"))
+    return cases
+
+
+@sequence_log_prob.test(
     points=1,
     hint="A single token has nothing before it to be predicted from: the sum is empty, 0.",
 )
-def a_single_token_scores_zero(ns: Namespace) -> None:
-    value = ns.function("sequence_log_prob")(torch.randn(1, 5), torch.tensor([3]))
-    assert_close(value, 0.0, what="one token")
+def a_single_token_scores_zero(draw: Draw) -> list[Case]:
+    vocab = draw.integer(3, 12)
+    ids = torch.tensor([draw.integer(0, vocab - 1)])
+    return [Case((draw.randn(1, vocab), ids), label="one token")]
 
 
 # ---- 01.perplexity ----------------------------------------------------------------------------
 
-
-@exercise_test(
+perplexity = Exercise(
     "01.perplexity",
-    points=1,
-    hint="Average the log-probabilities (mean, not sum), negate, exponentiate.",
+    answer="perplexity",
+    reference=perplexity_from_log_probs,
+    section="The chain rule: the probability of a whole text",
 )
-def perplexity_matches_the_package(ns: Namespace) -> None:
-    function = ns.function("perplexity")
-    log_probs = -torch.rand(30) * 5
-    expected = perplexity_from_log_probs(log_probs)
-    assert_close(function(log_probs), expected, what="perplexity of 30 tokens", rtol=1e-5)
 
 
-@exercise_test(
-    "01.perplexity",
+@perplexity.variant("the log-probabilities are summed instead of averaged")
+def _summed(log_probs):
+    return math.exp(-float(log_probs.double().sum()))
+
+
+@perplexity.variant("the sign is wrong (exp of the mean, not of minus the mean)")
+def _wrong_sign(log_probs):
+    return math.exp(float(log_probs.double().mean()))
+
+
+@perplexity.test(
+    points=1, hint="Average the log-probabilities (not the sum), negate, exponentiate."
+)
+def perplexity_matches_the_package(draw: Draw) -> list[Case]:
+    size = draw.integer(10, 50)
+    return [Case((-draw.rand(size) * 5,), label=f"perplexity of {size} tokens")]
+
+
+@perplexity.test(
     points=1,
     hint="A uniform choice among k tokens has log-probability log(1/k) for every token.",
 )
-def uniform_choice_among_k_tokens(ns: Namespace) -> None:
-    function = ns.function("perplexity")
-    for k in (2, 50_257):
-        value = function(torch.full((8,), math.log(1 / k)))
-        assert_close(value, float(k), what=f"uniform over {k} tokens", rtol=1e-5)
+def uniform_choice_among_k_tokens(draw: Draw) -> list[Case]:
+    return [
+        Case((torch.full((8,), math.log(1 / k)),), label=f"uniform over {k} tokens")
+        for k in (2, 50_257, draw.integer(3, 1000))
+    ]

@@ -1,192 +1,300 @@
-"""Exercise tests of lesson 03 (LLM architecture): each compares the learner's function with the
+"""Exercises of lesson 03 (LLM architecture): each compares the learner's function with the
 package's own in ``llmcourse.nn`` on random and edge-case inputs."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
+from llmcourse.grading.compare import close
+from llmcourse.grading.spec import Case, Draw, Exercise
 from llmcourse.nn import attention as reference_attention
 from llmcourse.nn import feedforward, masks, norms, positional
 
 # ---- 03.attention -----------------------------------------------------------------------------
 
+attention = Exercise(
+    "03.attention",
+    answer="attention",
+    reference=reference_attention.scaled_dot_product_attention,
+    forbid=["torch.nn.functional.scaled_dot_product_attention"],
+    compare=close(names=("output", "weights")),
+    section="Scaled dot-product attention",
+)
 
-def _qkv(batch: int = 2, heads: int = 3, q_len: int = 5, k_len: int = 5, dim: int = 8):
+
+def _qkv(draw: Draw, batch: int = 2, heads: int = 3, q_len: int = 5, k_len: int = 5):
+    dim = draw.choice([4, 8, 16])
     return (
-        torch.randn(batch, heads, q_len, dim),
-        torch.randn(batch, heads, k_len, dim),
-        torch.randn(batch, heads, k_len, dim),
+        draw.randn(batch, heads, q_len, dim),
+        draw.randn(batch, heads, k_len, dim),
+        draw.randn(batch, heads, k_len, dim),
     )
 
 
-def _compare_attention(function, q, k, v, mask, what: str) -> None:
-    result = function(q, k, v, mask)
-    if not (isinstance(result, tuple) and len(result) == 2):
-        raise AssertionError(
-            f"{what}: return a pair (output, weights), got {type(result).__name__}."
-        )
-    out, weights = result
-    expected_out, expected_weights = reference_attention.scaled_dot_product_attention(q, k, v, mask)
-    assert_close(weights, expected_weights, what=f"{what}: weights")
-    assert_close(out, expected_out, what=f"{what}: output")
+@attention.variant("the scores are not divided by sqrt(d_k)")
+def _unscaled(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
 
 
-@exercise_test(
-    "03.attention",
-    points=1,
-    hint="scores = q @ k.transpose(-2, -1) / sqrt(d_k), where d_k = q.shape[-1]; softmax over the "
-    "last dimension (the keys); output = weights @ v.",
+@attention.variant("the softmax runs over the queries (dim=-2) instead of the keys")
+def _softmax_over_queries(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-2)
+    return weights @ v, weights
+
+
+@attention.variant(
+    "the mask is applied after the softmax (masked weights are zeroed, not renormalised)"
 )
-def attention_without_mask(ns: Namespace) -> None:
-    _compare_attention(ns.function("attention"), *_qkv(), None, "no mask")
+def _mask_after_softmax(q, k, v, mask=None):
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    return weights @ v, weights
 
 
-@exercise_test(
-    "03.attention",
+@attention.test(
     points=1,
-    hint="Where mask is False the score must become -inf before the softmax "
-    "(scores.masked_fill(~mask, float('-inf'))), so those keys get weight exactly 0.",
+    hint="Scores compare every query with every key, scaled by the square root of the head "
+    "dimension; the softmax turns each query's scores over the keys into weights.",
 )
-def attention_with_causal_mask(ns: Namespace) -> None:
-    q, k, v = _qkv()
-    _compare_attention(ns.function("attention"), q, k, v, masks.causal_mask(5), "causal mask")
+def attention_without_mask(draw: Draw) -> list[Case]:
+    return [Case((*_qkv(draw), None), label="no mask")]
 
 
-@exercise_test(
-    "03.attention",
+@attention.test(
+    points=1,
+    hint="Where the mask is False a key must get weight exactly 0: its score must be -inf "
+    "before the softmax.",
+)
+def attention_with_causal_mask(draw: Draw) -> list[Case]:
+    length = draw.integer(3, 7)
+    q, k, v = _qkv(draw, q_len=length, k_len=length)
+    return [Case((q, k, v, masks.causal_mask(length)), label=f"causal mask, {length} positions")]
+
+
+@attention.test(
     points=1,
     hint="The mask must broadcast: a padding mask of shape (batch, 1, 1, k_len) applies to every "
     "head and query; keys and queries may differ in length (q_len < k_len).",
 )
-def attention_with_padding_and_rectangular_scores(ns: Namespace) -> None:
-    q, k, v = _qkv(q_len=2, k_len=6)
-    padding = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]]).bool()[:, None, None, :]
-    _compare_attention(ns.function("attention"), q, k, v, padding, "padding mask, q_len=2 k_len=6")
+def attention_with_padding_and_rectangular_scores(draw: Draw) -> list[Case]:
+    k_len = draw.integer(4, 8)
+    q, k, v = _qkv(draw, q_len=2, k_len=k_len)
+    padded = draw.integer(1, k_len - 1)
+    padding = torch.ones(2, k_len, dtype=torch.bool)
+    padding[1, :padded] = False
+    mask = padding[:, None, None, :]
+    return [Case((q, k, v, mask), label=f"padding mask, q_len=2 k_len={k_len}")]
 
 
 # ---- 03.heads ---------------------------------------------------------------------------------
 
-
-@exercise_test(
+heads = Exercise(
     "03.heads",
-    points=1,
-    hint="(batch, seq, n_head * head_dim) -> view as (batch, seq, n_head, head_dim) -> "
-    "transpose(1, 2). Head h owns channels h*head_dim ... (h+1)*head_dim - 1.",
+    answer=("split_heads", "merge_heads"),
+    reference=(reference_attention.split_heads, reference_attention.merge_heads),
+    section="Multi-head attention, GQA and MQA",
 )
-def split_heads_matches(ns: Namespace) -> None:
-    split = ns.function("split_heads")
-    for shape, n_head in [((2, 5, 12), 3), ((1, 1, 8), 8), ((3, 4, 6), 1)]:
-        x = torch.randn(*shape)
-        assert_close(
-            split(x, n_head),
-            reference_attention.split_heads(x, n_head),
-            what=f"split_heads(x of shape {shape}, n_head={n_head})",
-        )
 
 
-@exercise_test(
-    "03.heads",
+def _split(split_heads, merge_heads, x, n_head):
+    return split_heads(x, n_head)
+
+
+def _merge(split_heads, merge_heads, x, y, n_head):
+    # merge_heads alone, and as the inverse of the package's split_heads
+    return merge_heads(x), merge_heads(reference_attention.split_heads(y, n_head))
+
+
+@heads.variant("the heads are split without swapping the seq and head axes", answer="split_heads")
+def _split_without_transpose(x, n_head):
+    batch, seq, width = x.shape
+    return x.reshape(batch, n_head, seq, width // n_head)
+
+
+@heads.test(
     points=1,
-    hint="Undo split_heads: transpose(1, 2) back to (batch, seq, n_head, head_dim), then reshape "
-    "(not view: the transpose made it non-contiguous) to (batch, seq, n_head * head_dim).",
+    hint="(batch, seq, n_head * head_dim) becomes (batch, n_head, seq, head_dim): head h owns "
+    "channels h*head_dim to (h+1)*head_dim - 1, and then the seq and head axes swap.",
+    answer=("split_heads", "merge_heads"),
+    probe=_split,
 )
-def merge_heads_inverts_split(ns: Namespace) -> None:
-    merge = ns.function("merge_heads")
-    x = torch.randn(2, 4, 7, 5)
-    assert_close(merge(x), reference_attention.merge_heads(x), what="merge_heads(x (2, 4, 7, 5))")
-    y = torch.randn(2, 7, 20)
-    assert_close(
-        merge(reference_attention.split_heads(y, 4)), y, what="merge_heads(split_heads(y, 4))"
-    )
+def split_heads_matches(draw: Draw) -> list[Case]:
+    shapes = [((2, 5, 12), 3), ((1, 1, 8), 8), ((3, 4, 6), 1)]
+    seq, n_head = draw.integer(2, 6), draw.choice([2, 4])
+    shapes.append(((2, seq, n_head * 3), n_head))
+    return [
+        Case((draw.randn(*shape), n), label=f"x of shape {shape}, n_head={n}")
+        for shape, n in shapes
+    ]
+
+
+@heads.test(
+    points=1,
+    hint="Undo split_heads: swap the axes back, then reshape (the transposed tensor is not "
+    "contiguous) to (batch, seq, n_head * head_dim).",
+    answer=("split_heads", "merge_heads"),
+    probe=_merge,
+    compare=close(names=("merge_heads(x)", "merge_heads(split_heads(y))")),
+)
+def merge_heads_inverts_split(draw: Draw) -> list[Case]:
+    n_head = draw.choice([2, 4])
+    x = draw.randn(2, n_head, draw.integer(3, 8), 5)
+    y = draw.randn(2, draw.integer(3, 8), n_head * 5)
+    return [Case((x, y, n_head), label=f"x of shape {tuple(x.shape)}")]
 
 
 # ---- 03.rmsnorm -------------------------------------------------------------------------------
 
-
-@exercise_test(
+rmsnorm = Exercise(
     "03.rmsnorm",
-    points=1,
-    hint="Divide x by sqrt(mean(x**2 over the last dim, keepdim=True) + eps), then multiply by "
-    "weight. No mean subtraction and no bias: that is LayerNorm.",
+    answer="rms_norm",
+    reference=norms.rms_norm,
+    forbid=[
+        "llmcourse.nn.norms.RMSNorm",
+        "torch.nn.functional.rms_norm",
+        "torch.nn.RMSNorm",
+    ],
+    section="Norms, MLPs and the block",
 )
-def rmsnorm_matches(ns: Namespace) -> None:
-    rms_norm = ns.function("rms_norm")
-    for shape in [(4, 8), (2, 3, 16), (1, 1)]:
-        x = torch.randn(*shape) * 3 + 1
-        weight = torch.randn(shape[-1])
-        assert_close(
-            rms_norm(x, weight, 1e-6), norms.rms_norm(x, weight, 1e-6), what=f"x of shape {shape}"
-        )
 
 
-@exercise_test(
-    "03.rmsnorm",
+@rmsnorm.variant("the mean is subtracted first (that is LayerNorm)")
+def _layer_norm_like(x, weight, eps=1e-6):
+    centred = x - x.mean(-1, keepdim=True)
+    return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+@rmsnorm.variant("eps is added outside the square root")
+def _eps_outside(x, weight, eps=1e-6):
+    return x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * weight
+
+
+@rmsnorm.test(
     points=1,
-    hint="eps goes inside the square root, so an all-zero row gives 0, not NaN.",
+    hint="Divide x by the root of the mean of its squares over the last dimension (plus eps), "
+    "then multiply by weight. No mean subtraction and no bias: that is LayerNorm.",
 )
-def rmsnorm_handles_zeros_and_eps(ns: Namespace) -> None:
-    rms_norm = ns.function("rms_norm")
-    x = torch.zeros(2, 4)
+def rmsnorm_matches(draw: Draw) -> list[Case]:
+    shapes = [(4, 8), (2, 3, 16), (1, 1), (draw.integer(1, 4), draw.integer(2, 12))]
+    return [
+        Case((draw.randn(*shape) * 3 + 1, draw.randn(shape[-1]), 1e-6), label=f"x of shape {shape}")
+        for shape in shapes
+    ]
+
+
+@rmsnorm.test(
+    points=1, hint="eps goes inside the square root, so an all-zero row gives 0, not NaN."
+)
+def rmsnorm_handles_zeros_and_eps(draw: Draw) -> list[Case]:
+    x = torch.zeros(3, 4)
     x[1] = 1e-3
-    weight = torch.ones(4)
-    assert_close(rms_norm(x, weight, 1e-2), norms.rms_norm(x, weight, 1e-2), what="eps=1e-2")
+    x[2] = draw.randn(4) * 1e-2
+    return [Case((x, torch.ones(4), 1e-2), label="rows of zeros and tiny values, eps=1e-2")]
 
 
 # ---- 03.swiglu --------------------------------------------------------------------------------
 
-
-@exercise_test(
+swiglu = Exercise(
     "03.swiglu",
-    points=2,
-    hint="SwiGLU(x) = (silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T; silu(z) = z * sigmoid(z). "
-    "Weights are in nn.Linear layout (out_features, in_features).",
+    answer="swiglu",
+    reference=feedforward.swiglu,
+    forbid=["llmcourse.nn.feedforward.SwiGLU"],
+    section="Norms, MLPs and the block",
 )
-def swiglu_matches(ns: Namespace) -> None:
-    swiglu = ns.function("swiglu")
+
+
+@swiglu.variant("the gate uses a sigmoid instead of SiLU (x * sigmoid(x))")
+def _sigmoid_gate(x, w_gate, w_up, w_down):
+    f = torch.nn.functional
+    return f.linear(torch.sigmoid(f.linear(x, w_gate)) * f.linear(x, w_up), w_down)
+
+
+@swiglu.variant("the gate and the up projection are swapped")
+def _swapped(x, w_gate, w_up, w_down):
+    f = torch.nn.functional
+    return f.linear(f.silu(f.linear(x, w_up)) * f.linear(x, w_gate), w_down)
+
+
+@swiglu.test(
+    points=2,
+    hint="SwiGLU gates one projection of x by the SiLU of another, then projects back; weights "
+    "are in nn.Linear's layout (out_features, in_features).",
+)
+def swiglu_matches(draw: Draw) -> list[Case]:
+    cases = []
     for d_model, d_ff, shape in [(8, 20, (3, 8)), (6, 16, (2, 5, 6))]:
-        x = torch.randn(*shape)
-        w_gate, w_up = torch.randn(d_ff, d_model), torch.randn(d_ff, d_model)
-        w_down = torch.randn(d_model, d_ff)
-        assert_close(
-            swiglu(x, w_gate, w_up, w_down),
-            feedforward.swiglu(x, w_gate, w_up, w_down),
-            what=f"swiglu on x of shape {shape}, d_ff={d_ff}",
-            atol=1e-4,
-        )
+        w_gate, w_up = draw.randn(d_ff, d_model), draw.randn(d_ff, d_model)
+        args = (draw.randn(*shape), w_gate, w_up, draw.randn(d_model, d_ff))
+        cases.append(Case(args, label=f"x of shape {shape}, d_ff={d_ff}"))
+    return cases
 
 
 # ---- 03.rope ----------------------------------------------------------------------------------
 
-
-@exercise_test(
+rope = Exercise(
     "03.rope",
+    answer=("rope_cos_sin", "apply_rope"),
+    reference=(positional.rope_cos_sin, positional.apply_rope),
+    forbid=["llmcourse.nn.positional.rotate_half", "llmcourse.nn.positional.RotaryEmbedding"],
+    section="Position information",
+)
+
+
+def _angles(rope_cos_sin, apply_rope, positions, head_dim, theta):
+    return rope_cos_sin(positions, head_dim, theta)
+
+
+def _rotation(rope_cos_sin, apply_rope, x, positions):
+    # apply_rope with the package's angles, and at position 0 (no rotation)
+    cos, sin = positional.rope_cos_sin(positions, x.shape[-1])
+    at_zero = positional.rope_cos_sin(torch.zeros_like(positions), x.shape[-1])
+    return apply_rope(x, cos, sin), apply_rope(x, *at_zero)
+
+
+@rope.variant("the angles are not duplicated for both halves", answer="rope_cos_sin")
+def _interleaved_angles(positions, head_dim, theta=10000.0):
+    inverse = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
+    angles = positions.float().unsqueeze(-1) * inverse
+    angles = angles.repeat_interleave(2, dim=-1)
+    return angles.cos(), angles.sin()
+
+
+@rope.test(
     points=1,
-    hint="inverse_frequency = 1 / theta ** (arange(0, head_dim, 2) / head_dim); angles = "
-    "positions[..., None] * inverse_frequency; duplicate them with torch.cat((a, a), -1), then "
-    "take cos and sin.",
+    hint="Channel pair i turns by position · theta^(-2i/head_dim); both halves of the last "
+    "dimension use the same angles; then take cos and sin.",
+    answer=("rope_cos_sin", "apply_rope"),
+    probe=_angles,
+    compare=close(names=("cos", "sin")),
 )
-def rope_angles_match(ns: Namespace) -> None:
-    rope_cos_sin = ns.function("rope_cos_sin")
-    positions = torch.tensor([[0, 1, 2, 7, 100]])
-    for head_dim, theta in [(8, 10000.0), (16, 500000.0)]:
-        cos, sin = rope_cos_sin(positions, head_dim, theta)
-        expected_cos, expected_sin = positional.rope_cos_sin(positions, head_dim, theta)
-        assert_close(cos, expected_cos, what=f"cos (head_dim={head_dim}, theta={theta:g})")
-        assert_close(sin, expected_sin, what=f"sin (head_dim={head_dim}, theta={theta:g})")
+def rope_angles_match(draw: Draw) -> list[Case]:
+    positions = torch.tensor([[0, 1, 2, 7, 100, draw.integer(3, 500)]])
+    return [
+        Case((positions, head_dim, theta), label=f"head_dim={head_dim}, theta={theta:g}")
+        for head_dim, theta in [(8, 10000.0), (16, 500000.0), (draw.choice([4, 12]), 10000.0)]
+    ]
 
 
-@exercise_test(
-    "03.rope",
+@rope.test(
     points=2,
-    hint="rotate_half([x1, x2]) = [-x2, x1] (halves of the last dim); the result is "
-    "x * cos + rotate_half(x) * sin, with cos/sin of shape (batch, seq, head_dim) unsqueezed at "
-    "dim 1 to broadcast over heads.",
+    hint="Rotate each channel pair (i, i + head_dim/2) by its angle: x·cos plus x with its halves "
+    "swapped (and the first negated) times sin; cos and sin of shape (batch, seq, head_dim) "
+    "broadcast over the heads.",
+    answer=("rope_cos_sin", "apply_rope"),
+    probe=_rotation,
+    compare=close(names=("apply_rope(x, cos, sin)", "apply_rope at position 0")),
 )
-def rope_rotation_matches(ns: Namespace) -> None:
-    apply_rope = ns.function("apply_rope")
-    x = torch.randn(2, 3, 5, 8)
-    cos, sin = positional.rope_cos_sin(torch.arange(5).expand(2, 5), 8)
-    assert_close(apply_rope(x, cos, sin), positional.apply_rope(x, cos, sin), what="apply_rope")
-    at_zero = positional.rope_cos_sin(torch.zeros(2, 5), 8)
-    assert_close(apply_rope(x, *at_zero), x, what="apply_rope at position 0 (no rotation)")
+def rope_rotation_matches(draw: Draw) -> list[Case]:
+    seq = draw.integer(3, 7)
+    x = draw.randn(2, 3, seq, 8)
+    return [Case((x, torch.arange(seq).expand(2, seq)), label=f"x of shape {tuple(x.shape)}")]

@@ -1,16 +1,14 @@
-"""Exercise tests of lesson 07 (data preparation): each compares the learner's function with the
+"""Exercises of lesson 07 (data preparation): each compares the learner's function with the
 package's own in ``llmcourse.data`` on hand-picked and random inputs."""
 
 from __future__ import annotations
-
-import random
-from collections.abc import Callable
 
 import numpy as np
 
 from llmcourse.data import dedup, packing, quality
 from llmcourse.data.normalize import normalize_text as reference_normalize
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
+from llmcourse.grading.compare import exact
+from llmcourse.grading.spec import Case, Draw, Exercise
 
 # Characters that exercise every step of the normaliser, mixed into random strings.
 _TRICKY = [
@@ -20,233 +18,325 @@ _TRICKY = [
 ]  # fmt: skip
 
 
-def _random_texts(count: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    return ["".join(rng.choices(_TRICKY, k=rng.randrange(0, 40))) for _ in range(count)]
+def _random_texts(draw: Draw, count: int) -> list[str]:
+    return ["".join(draw.random.choices(_TRICKY, k=draw.integer(0, 39))) for _ in range(count)]
 
 
-def _compare_texts(function: Callable[[str], str], texts: list[str], what: str) -> None:
-    for text in texts:
-        expected, got = reference_normalize(text), function(text)
-        assert got == expected, f"{what}: for {text!r} expected {expected!r}, got {got!r}."
+def _random_words(draw: Draw, count: int) -> list[list[str]]:
+    vocabulary = ["the", "cat", "sat", "on", "a", "mat", "and", "slept", "xylophone"]
+    return [draw.random.choices(vocabulary, k=draw.integer(0, 49)) for _ in range(count)]
 
 
 # ---- 07.normalize_text --------------------------------------------------------------------------
 
 
-@exercise_test(
+def _reference_normalize(text: str) -> str:
+    return reference_normalize(text)
+
+
+normalize_text = Exercise(
     "07.normalize_text",
-    points=1,
-    hint="Map every line break to '\\n' and delete control (Cc) and format (Cf) characters except "
-    "'\\n', '\\t', U+200C and U+200D, before unicodedata.normalize('NFKC', text).",
+    answer="normalize_text",
+    reference=_reference_normalize,
+    forbid=["llmcourse.data.normalize", "llmcourse.data.normalize_text"],
+    compare=exact(),
+    section="Unicode normalisation",
 )
-def normalize_removes_invisible_characters(ns: Namespace) -> None:
-    normalize_text = ns.function("normalize_text")
+
+
+@normalize_text.variant("NFKC runs before the invisible characters are removed")
+def _nfkc_first(text):
+    import unicodedata
+
+    return reference_normalize(unicodedata.normalize("NFKC", text))
+
+
+@normalize_text.test(
+    points=1,
+    hint="Map every line break to a newline and delete control (Cc) and format (Cf) characters "
+    "except newline, tab, U+200C and U+200D, before the NFKC normalisation.",
+)
+def normalize_removes_invisible_characters(draw: Draw) -> list[Case]:
     cases = ["a\x00b\x07c", "zero\u200bwidth\ufeff", "one\r\ntwo\rthree\u2028four", "bad\ufffd"]
-    _compare_texts(normalize_text, cases, "invisible characters and line breaks")
+    cases.append(
+        draw.choice(["x", "y"]) + "".join(draw.random.choices(["\x00", "\u200b", "\r\n", "z"], k=8))
+    )
+    return [Case((text,), label=f"{text!r}") for text in cases]
 
 
-@exercise_test(
-    "07.normalize_text",
+@normalize_text.test(
     points=1,
     hint="NFKC turns ligatures, full-width letters and no-break spaces into plain ones; run it "
     "after removing invisible characters so that 'e', a removed character and a combining "
     "accent still compose into 'é'.",
 )
-def normalize_applies_nfkc(ns: Namespace) -> None:
-    normalize_text = ns.function("normalize_text")
-    _compare_texts(normalize_text, ["ﬁne", "Ｈｅｌｌｏ", "cafe\u0301", "cafe\u200b\u0301"], "NFKC")
+def normalize_applies_nfkc(draw: Draw) -> list[Case]:
+    cases = [
+        "ﬁne",
+        "Ｈｅｌｌｏ",
+        "cafe\u0301",
+        "cafe\u200b\u0301",
+        draw.choice(["½", "ﬁ", "Ｈ"]) * 3,
+    ]
+    return [Case((text,), label=f"{text!r}") for text in cases]
 
 
-@exercise_test(
-    "07.normalize_text",
+@normalize_text.test(
     points=1,
     hint="Inside a line, collapse runs of spaces/tabs between non-space characters to one space; "
     "strip trailing whitespace of each line; keep indentation; replace 3+ newlines by 2; strip.",
 )
-def normalize_tidies_whitespace(ns: Namespace) -> None:
-    normalize_text = ns.function("normalize_text")
+def normalize_tidies_whitespace(draw: Draw) -> list[Case]:
     cases = ["x  \t y   \nz\t\n", "def f():\n    return 1", "a\n\n\n\n\nb", "  \n\t ", " lead"]
-    _compare_texts(normalize_text, cases, "whitespace")
+    cases.append("w" + " " * draw.integer(2, 6) + "v" + "\n" * draw.integer(3, 7) + "u")
+    return [Case((text,), label=f"{text!r}") for text in cases]
 
 
-@exercise_test(
-    "07.normalize_text",
+@normalize_text.test(
     points=2,
-    hint="Compare with llmcourse.data.normalize_text on strings mixing all of the above; order "
-    "matters: line breaks and invisible characters, then NFKC, then whitespace.",
+    hint="Order matters: line breaks and invisible characters, then NFKC, then whitespace; "
+    "check each step on strings mixing all of the above.",
 )
-def normalize_matches_on_random_strings(ns: Namespace) -> None:
-    _compare_texts(ns.function("normalize_text"), _random_texts(300, seed=7), "random string")
+def normalize_matches_on_random_strings(draw: Draw) -> list[Case]:
+    return [Case((text,), label=f"the random string {text!r}") for text in _random_texts(draw, 300)]
 
 
 # ---- 07.top_ngram_fraction ----------------------------------------------------------------------
 
-
-def _random_words(seed: int, count: int = 60) -> list[list[str]]:
-    rng = random.Random(seed)
-    vocabulary = ["the", "cat", "sat", "on", "a", "mat", "and", "slept", "xylophone"]
-    return [rng.choices(vocabulary, k=rng.randrange(0, 50)) for _ in range(count)]
-
-
-@exercise_test(
+top_ngram_fraction = Exercise(
     "07.top_ngram_fraction",
+    answer="top_ngram_char_fraction",
+    reference=quality.top_ngram_char_fraction,
+    forbid=["llmcourse.data.quality"],
+    section="Quality heuristics (Gopher and C4)",
+)
+
+
+@top_ngram_fraction.variant("an n-gram that occurs only once still counts")
+def _single_counts(words, n):
+    from collections import Counter
+
+    total = sum(len(w) for w in words)
+    if len(words) < n or total == 0:
+        return 0.0
+    ngram, count = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)).most_common(
+        1
+    )[0]
+    return count * sum(len(w) for w in ngram) / total
+
+
+@top_ngram_fraction.test(
     points=1,
-    hint="Count every n-gram (tuple of n consecutive words); the top one covers count * (its "
-    "characters) of all word characters. Return 0.0 when no n-gram occurs twice.",
+    hint="Count every n-gram (tuple of n consecutive words); the top one covers count × its "
+    "characters of all word characters. Return 0.0 when no n-gram occurs twice.",
 )
-def top_ngram_fraction_by_hand(ns: Namespace) -> None:
-    top_ngram_char_fraction = ns.function("top_ngram_char_fraction")
-    words = ["the", "cat", "sat", "on", "the", "cat", "mat"]
-    assert_close(top_ngram_char_fraction(words, 2), 12 / 20, what="'the cat' twice in 20 chars")
-    assert_close(top_ngram_char_fraction(["a", "b", "c"], 2), 0.0, what="no repeated 2-gram")
-    assert_close(top_ngram_char_fraction([], 2), 0.0, what="no words at all")
+def top_ngram_fraction_by_hand(draw: Draw) -> list[Case]:
+    animal = draw.choice(["cat", "dog", "emu"])
+    words = ["the", animal, "sat", "on", "the", animal, "mat"]
+    return [
+        Case((words, 2), label=f"'the {animal}' twice"),
+        Case((["a", "b", "c"], 2), label="no repeated 2-gram"),
+        Case(([], 2), label="no words at all"),
+    ]
 
 
-@exercise_test(
-    "07.top_ngram_fraction",
+@top_ngram_fraction.test(
     points=2,
-    hint="Compare with llmcourse.data.quality.top_ngram_char_fraction on random word lists "
-    "(including lists shorter than n).",
+    hint="Check random word lists, including lists shorter than n.",
 )
-def top_ngram_fraction_matches_on_random_words(ns: Namespace) -> None:
-    top_ngram_char_fraction = ns.function("top_ngram_char_fraction")
-    for words in _random_words(seed=1):
-        for n in (2, 3, 4):
-            assert_close(
-                top_ngram_char_fraction(words, n),
-                quality.top_ngram_char_fraction(words, n),
-                what=f"top_ngram_char_fraction({words}, {n})",
-            )
+def top_ngram_fraction_matches_on_random_words(draw: Draw) -> list[Case]:
+    return [
+        Case((words, n), label=f"top_ngram_char_fraction({words}, {n})")
+        for words in _random_words(draw, 60)
+        for n in (2, 3, 4)
+    ]
 
 
 # ---- 07.repeated_ngrams -------------------------------------------------------------------------
 
-
-@exercise_test(
+repeated_ngrams = Exercise(
     "07.repeated_ngrams",
+    answer="duplicate_ngram_char_fraction",
+    reference=quality.duplicate_ngram_char_fraction,
+    forbid=["llmcourse.data.quality"],
+    section="Quality heuristics (Gopher and C4)",
+)
+
+
+@repeated_ngrams.variant("a word covered by several repeated n-grams is counted several times")
+def _counted_twice(words, n):
+    total = sum(len(w) for w in words)
+    if len(words) < n or total == 0:
+        return 0.0
+    seen, covered = set(), 0
+    for i in range(len(words) - n + 1):
+        ngram = tuple(words[i : i + n])
+        if ngram in seen:
+            covered += sum(len(w) for w in ngram)
+        seen.add(ngram)
+    return covered / total
+
+
+@repeated_ngrams.test(
     points=1,
     hint="Walk the n-grams left to right with a set of those seen; when one was seen before, mark "
     "its n words as covered. A text written twice scores 0.5.",
 )
-def repeated_ngrams_by_hand(ns: Namespace) -> None:
-    duplicate_ngram_char_fraction = ns.function("duplicate_ngram_char_fraction")
-    unique = [f"w{i}" for i in range(30)]
-    assert_close(duplicate_ngram_char_fraction(unique + unique, 5), 0.5, what="a text twice")
-    assert_close(duplicate_ngram_char_fraction(unique, 5), 0.0, what="no repeats")
+def repeated_ngrams_by_hand(draw: Draw) -> list[Case]:
+    unique = [f"w{i}" for i in range(draw.integer(10, 40))]
+    return [
+        Case((unique + unique, 5), label="a text twice"),
+        Case((unique, 5), label="no repeats"),
+    ]
 
 
-@exercise_test(
-    "07.repeated_ngrams",
+@repeated_ngrams.test(
     points=2,
     hint="Count each word's characters once even when several repeated n-grams overlap it.",
 )
-def repeated_ngrams_match_on_random_words(ns: Namespace) -> None:
-    duplicate_ngram_char_fraction = ns.function("duplicate_ngram_char_fraction")
-    for words in _random_words(seed=2):
-        for n in (2, 3, 5):
-            assert_close(
-                duplicate_ngram_char_fraction(words, n),
-                quality.duplicate_ngram_char_fraction(words, n),
-                what=f"duplicate_ngram_char_fraction({words}, {n})",
-            )
+def repeated_ngrams_match_on_random_words(draw: Draw) -> list[Case]:
+    return [
+        Case((words, n), label=f"duplicate_ngram_char_fraction({words}, {n})")
+        for words in _random_words(draw, 60)
+        for n in (2, 3, 5)
+    ]
 
 
 # ---- 07.minhash_signature -----------------------------------------------------------------------
 
-
-@exercise_test(
+minhash_signature = Exercise(
     "07.minhash_signature",
+    answer="signature_of_hashes",
+    reference=dedup.signature_of_hashes,
+    forbid=["llmcourse.data.dedup.minhash", "llmcourse.data.dedup.MinHashLSH", "datasketch"],
+    permit=["llmcourse.data.dedup.hash_coefficients", "llmcourse.data.dedup.EMPTY"],
+    compare=exact(),
+    section="Deduplication",
+)
+
+
+@minhash_signature.variant("the maximum over the hashes is taken instead of the minimum")
+def _maximum(hashes, num_perm=128, seed=0):
+    a, b = dedup.hash_coefficients(num_perm, seed)
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    if hashes.size == 0:
+        return np.full(num_perm, dedup.EMPTY, dtype=np.uint64)
+    return ((a * hashes[None, :] + b) >> np.uint64(32)).max(axis=1)
+
+
+@minhash_signature.test(
     points=2,
-    hint="a, b = hash_coefficients(num_perm, seed); values = (a * hashes[None, :] + b) >> 32 in "
-    "uint64 (the overflow is the mod 2**64); the signature is the minimum over the hashes.",
+    hint="Each of the num_perm hash functions maps h to (a·h + b) mod 2^64, keeping the top 32 "
+    "bits (hash_coefficients gives a and b); the signature is each function's minimum over "
+    "the hashes.",
 )
-def signature_matches_the_package(ns: Namespace) -> None:
-    signature_of_hashes = ns.function("signature_of_hashes")
-    rng = np.random.default_rng(0)
-    for size, num_perm, seed in [(1, 8, 0), (50, 128, 0), (300, 64, 5)]:
-        hashes = rng.integers(0, 2**32, size=size, dtype=np.uint64)
-        expected = dedup.signature_of_hashes(hashes, num_perm, seed)
-        got = np.asarray(signature_of_hashes(hashes, num_perm, seed))
-        assert got.shape == expected.shape, f"expected shape {expected.shape}, got {got.shape}."
-        assert np.array_equal(got.astype(np.uint64), expected), (
-            f"signature of {size} hashes (num_perm={num_perm}, seed={seed}) differs from "
-            f"the package's at {int(np.sum(got != expected))} positions."
+def signature_matches_the_package(draw: Draw) -> list[Case]:
+    cases = []
+    for size, num_perm, seed in [(1, 8, 0), (50, 128, 0), (300, 64, draw.integer(0, 99))]:
+        hashes = draw.numpy.integers(0, 2**32, size=size, dtype=np.uint64)
+        cases.append(
+            Case((hashes, num_perm, seed), label=f"{size} hashes, num_perm={num_perm}, seed={seed}")
         )
+    return cases
 
 
-@exercise_test(
-    "07.minhash_signature",
-    points=1,
-    hint="The empty set has no minimum: return EMPTY (2**32) in every position.",
+@minhash_signature.test(
+    points=1, hint="The empty set has no minimum: return EMPTY (2**32) in every position."
 )
-def signature_of_the_empty_set(ns: Namespace) -> None:
-    signature_of_hashes = ns.function("signature_of_hashes")
-    got = np.asarray(signature_of_hashes(np.array([], dtype=np.uint64), 16, 0))
-    assert got.shape == (16,) and np.all(got == dedup.EMPTY), f"got {got}"
+def signature_of_the_empty_set(draw: Draw) -> list[Case]:
+    num_perm = draw.choice([8, 16, 32])
+    empty = np.array([], dtype=np.uint64)
+    return [Case((empty, num_perm, draw.integer(0, 9)), label=f"no hashes, num_perm={num_perm}")]
 
 
 # ---- 07.jaccard_estimate ------------------------------------------------------------------------
 
-
-@exercise_test(
+jaccard_estimate = Exercise(
     "07.jaccard_estimate",
-    points=1,
-    hint="The estimate is the share of positions where the two signatures are equal.",
+    answer="jaccard_estimate",
+    reference=dedup.jaccard_estimate,
+    forbid=["llmcourse.data.dedup.jaccard", "datasketch"],
+    section="Deduplication",
 )
-def estimate_matches_the_package(ns: Namespace) -> None:
-    jaccard_estimate = ns.function("jaccard_estimate")
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        a = rng.integers(0, 4, size=64, dtype=np.uint64)
-        b = rng.integers(0, 4, size=64, dtype=np.uint64)
-        assert_close(jaccard_estimate(a, b), dedup.jaccard_estimate(a, b), what="estimate")
 
 
-@exercise_test(
-    "07.jaccard_estimate",
+@jaccard_estimate.variant("the share of different positions instead of equal ones")
+def _different_share(sig_a, sig_b):
+    return float(np.mean(np.asarray(sig_a) != np.asarray(sig_b)))
+
+
+@jaccard_estimate.test(
+    points=1, hint="The estimate is the share of positions where the two signatures are equal."
+)
+def estimate_matches_the_package(draw: Draw) -> list[Case]:
+    return [
+        Case(
+            (
+                draw.numpy.integers(0, 4, size=64, dtype=np.uint64),
+                draw.numpy.integers(0, 4, size=64, dtype=np.uint64),
+            ),
+            label="two random 64-position signatures",
+        )
+        for _ in range(20)
+    ]
+
+
+@jaccard_estimate.test(
     points=2,
-    hint="On real texts the estimate should be within about 0.1 of the exact Jaccard index of "
-    "the 5-gram sets (its standard error is sqrt(J(1-J)/128)).",
+    hint="On real texts the estimate tracks the Jaccard index of the two 5-gram sets (within "
+    "its standard error, sqrt(J(1-J)/128)).",
 )
-def estimate_is_close_to_exact_jaccard(ns: Namespace) -> None:
-    jaccard_estimate = ns.function("jaccard_estimate")
-    rng = random.Random(3)
-    words = [f"w{rng.randrange(400)}" for _ in range(300)]
-    edited = [w if rng.random() > 0.04 else "x" for w in words]
+def estimate_is_close_to_exact_jaccard(draw: Draw) -> list[Case]:
+    words = [f"w{draw.integer(0, 399)}" for _ in range(300)]
+    edited = [w if draw.random.random() > 0.04 else "x" for w in words]
     a, b = " ".join(words), " ".join(edited)
-    exact = dedup.jaccard(dedup.shingles(a), dedup.shingles(b))
-    estimate = jaccard_estimate(dedup.minhash(a), dedup.minhash(b))
-    assert abs(estimate - exact) < 0.15, f"exact Jaccard {exact:.3f}, estimate {estimate:.3f}."
+    return [
+        Case((dedup.minhash(a), dedup.minhash(b)), label="MinHash signatures of two edited texts")
+    ]
 
 
 # ---- 07.packing ---------------------------------------------------------------------------------
 
 
-@exercise_test(
+def _reference_pack(token_lists, block_size, eos_id):
+    return list(packing.pack(token_lists, block_size, eos_id))
+
+
+packing_exercise = Exercise(
     "07.packing",
+    answer="pack",
+    reference=_reference_pack,
+    forbid=["llmcourse.data.packing"],
+    compare=exact(),
+    section="Tokenise and pack",
+)
+
+
+@packing_exercise.variant("the last, shorter block is dropped")
+def _drop_last(token_lists, block_size, eos_id):
+    return list(packing.pack(token_lists, block_size, eos_id, drop_last=True))
+
+
+@packing_exercise.test(
     points=1,
     hint="Append eos_id after every document, then cut the stream into block_size pieces; the "
     "last piece may be shorter and is kept.",
 )
-def packing_small_example(ns: Namespace) -> None:
-    pack = ns.function("pack")
-    got = [list(block) for block in pack([[1, 2], [3, 4, 5]], 3, 0)]
-    assert got == [[1, 2, 0], [3, 4, 5], [0]], f"expected [[1, 2, 0], [3, 4, 5], [0]], got {got}."
+def packing_small_example(draw: Draw) -> list[Case]:
+    eos = draw.integer(0, 9)
+    docs = [[11, 12], [13, 14, 15], [draw.integer(20, 99) for _ in range(draw.integer(1, 4))]]
+    return [Case((docs, 3, eos), label=f"pack({docs}, 3, {eos})")]
 
 
-@exercise_test(
-    "07.packing",
+@packing_exercise.test(
     points=2,
-    hint="Compare with llmcourse.data.packing.pack: no token may be lost, every block but the "
-    "last has exactly block_size tokens, and empty documents still contribute their EOS.",
+    hint="No token may be lost, every block but the last has exactly block_size tokens, and empty "
+    "documents still contribute their EOS.",
 )
-def packing_matches_on_random_documents(ns: Namespace) -> None:
-    pack = ns.function("pack")
-    rng = random.Random(4)
+def packing_matches_on_random_documents(draw: Draw) -> list[Case]:
+    cases = []
     for _ in range(50):
-        docs = [[rng.randrange(1, 100) for _ in range(rng.randrange(0, 12))] for _ in range(5)]
-        size = rng.randrange(1, 9)
-        expected = list(packing.pack(docs, size, 0))
-        got = [list(block) for block in pack(docs, size, 0)]
-        assert got == expected, f"pack({docs}, {size}, 0): expected {expected}, got {got}."
+        docs = [[draw.integer(1, 99) for _ in range(draw.integer(0, 11))] for _ in range(5)]
+        size = draw.integer(1, 8)
+        cases.append(Case((docs, size, 0), label=f"pack({docs}, {size}, 0)"))
+    return cases

@@ -1,133 +1,203 @@
-"""Exercise tests of lesson 08 (fine-tuning): each compares the learner's function with the
-package's own in ``llmcourse.train`` and ``llmcourse.data.instructions``."""
+"""Exercises of lesson 08 (fine-tuning): each compares the learner's function with the
+package's own in ``llmcourse.train`` and ``llmcourse.data.instructions``. The LoRA layer is a
+class: a probe builds one around a given linear layer, loads given adapter weights, and reports
+its shapes, its outputs and its weight after merging."""
 
 from __future__ import annotations
 
-import random
-
 import torch
+from torch import nn
 
 from llmcourse.data.instructions import ALPACA
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
+from llmcourse.grading.compare import exact
+from llmcourse.grading.spec import Case, Draw, Exercise
 from llmcourse.train.distill import distillation_loss as reference_distillation_loss
 from llmcourse.train.lora import LoRALinear as ReferenceLoRA
 from llmcourse.train.sft import sft_labels as reference_sft_labels
 
 # ---- 08.label_mask ------------------------------------------------------------------------------
 
-
-@exercise_test(
+label_mask = Exercise(
     "08.label_mask",
-    points=2,
-    hint="input_ids = prompt + response; labels = [-100] * len(prompt) + response. Return both "
-    "as lists.",
+    answer="sft_labels",
+    reference=reference_sft_labels,
+    compare=exact(names=("input_ids", "labels")),
+    section="Supervised fine-tuning: loss on the response only",
 )
-def label_mask_matches(ns: Namespace) -> None:
-    sft_labels = ns.function("sft_labels")
-    rng = random.Random(0)
+
+
+@label_mask.variant("the response is masked instead of the prompt")
+def _response_masked(prompt_ids, response_ids):
+    return list(prompt_ids) + list(response_ids), list(prompt_ids) + [-100] * len(response_ids)
+
+
+@label_mask.test(
+    points=2,
+    hint="input_ids are the prompt followed by the response; the labels are -100 for every "
+    "prompt token, then the response. Return both as lists.",
+)
+def label_mask_matches(draw: Draw) -> list[Case]:
     cases = [([1, 2, 3], [4, 5]), ([], [7]), ([9], [])]
     cases += [
-        ([rng.randrange(100) for _ in range(rng.randrange(6))],
-         [rng.randrange(100) for _ in range(rng.randrange(6))])
+        ([draw.integer(0, 99) for _ in range(draw.integer(0, 5))],
+         [draw.integer(0, 99) for _ in range(draw.integer(0, 5))])
         for _ in range(20)
     ]  # fmt: skip
-    for prompt, response in cases:
-        expected = reference_sft_labels(prompt, response)
-        got = tuple(list(x) for x in sft_labels(prompt, response))
-        assert got == expected, f"for {prompt}, {response}: expected {expected}, got {got}."
+    return [Case(pair, label=f"prompt {pair[0]}, response {pair[1]}") for pair in cases]
 
 
 # ---- 08.prompt_template -------------------------------------------------------------------------
 
 
-@exercise_test(
+def _reference_prompt(instruction: str, input: str = "") -> str:
+    if not instruction:
+        raise ValueError("The instruction must not be empty.")
+    return ALPACA.format_prompt({"instruction": instruction, "input": input})
+
+
+prompt_template = Exercise(
     "08.prompt_template",
-    points=2,
-    hint="'### Instruction:\\n{instruction}\\n\\n### Input:\\n{input}\\n\\n### Response:\\n', and "
-    "leave out the Input section when input is empty; raise ValueError for an empty instruction.",
+    answer="alpaca_prompt",
+    reference=_reference_prompt,
+    forbid=["llmcourse.data.instructions.ALPACA", "llmcourse.data.instructions.PromptTemplate"],
+    compare=exact(),
+    section="Instruction data from the plays",
 )
-def prompt_template_matches(ns: Namespace) -> None:
-    alpaca_prompt = ns.function("alpaca_prompt")
-    for instruction, text in [("Who speaks?", "?: Hail!"), ("Name a play.", ""), ("a", "b\nc")]:
-        expected = ALPACA.format_prompt({"instruction": instruction, "input": text})
-        got = alpaca_prompt(instruction, text)
-        assert got == expected, f"expected {expected!r}, got {got!r}."
-    try:
-        alpaca_prompt("", "x")
-    except ValueError:
-        return
-    raise AssertionError("An empty instruction should raise ValueError.")
+
+
+@prompt_template.variant("the Input section is kept even when the input is empty")
+def _always_input(instruction, input=""):
+    if not instruction:
+        raise ValueError("empty")
+    return f"### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+
+
+@prompt_template.test(
+    points=2,
+    hint="An Instruction section, an Input section only when the input is not empty, then the "
+    "Response header, separated by blank lines; an empty instruction raises ValueError.",
+)
+def prompt_template_matches(draw: Draw) -> list[Case]:
+    pairs = [("Who speaks?", "?: Hail!"), ("Name a play.", ""), ("a", "b\nc")]
+    pairs.append(
+        (draw.choice(["Translate.", "Summarise.", "Answer."]), draw.choice(["", "Thou art."]))
+    )
+    cases = [Case(pair, label=f"instruction {pair[0]!r}, input {pair[1]!r}") for pair in pairs]
+    cases.append(Case(("", draw.choice(["x", ""])), label="an empty instruction"))
+    return cases
 
 
 # ---- 08.lora_layer ------------------------------------------------------------------------------
 
+lora_layer = Exercise(
+    "08.lora_layer",
+    answer="LoRALinear",
+    reference=ReferenceLoRA,
+    forbid=["llmcourse.train.lora", "peft"],
+    kind="class",
+    section="LoRA on SmolLM2, from scratch",
+)
 
-def _pair(ns: Namespace, r: int, alpha: float):
-    learner_class = ns.value("LoRALinear")
-    torch.manual_seed(r)
-    base = torch.nn.Linear(12, 7)
-    reference = ReferenceLoRA(base, r=r, alpha=alpha)
-    learner = learner_class(torch.nn.Linear(12, 7), r=r, alpha=alpha)
+
+def _lora(cls, weight, bias, lora_a, lora_b, r, alpha):
+    base = nn.Linear(weight.shape[1], weight.shape[0])
     with torch.no_grad():
-        learner.base.weight.copy_(base.weight)
-        learner.base.bias.copy_(base.bias)
-        torch.nn.init.normal_(reference.lora_B)
-        learner.lora_A.copy_(reference.lora_A)
-        learner.lora_B.copy_(reference.lora_B)
-    return learner, reference
+        base.weight.copy_(weight)
+        base.bias.copy_(bias)
+    layer = cls(base, r=r, alpha=alpha)
+    fresh = {
+        "lora_A shape": list(layer.lora_A.shape),
+        "lora_B shape": list(layer.lora_B.shape),
+        "lora_B at start": layer.lora_B.detach().clone(),
+        "base weight trainable": bool(layer.base.weight.requires_grad),
+    }
+    with torch.no_grad():
+        layer.lora_A.copy_(lora_a)
+        layer.lora_B.copy_(lora_b)
+    return layer, fresh
 
 
-@exercise_test(
-    "08.lora_layer",
+def _forward(cls, weight, bias, lora_a, lora_b, r, alpha, x):
+    layer, observed = _lora(cls, weight, bias, lora_a, lora_b, r, alpha)
+    return {**observed, "forward": layer(x).detach()}
+
+
+def _merge(cls, weight, bias, lora_a, lora_b, r, alpha, x):
+    layer, _ = _lora(cls, weight, bias, lora_a, lora_b, r, alpha)
+    layer.merge()
+    return {
+        "merged weight": layer.base.weight.detach().clone(),
+        "forward after merge": layer(x).detach(),
+    }
+
+
+def _lora_case(draw: Draw, r: int, alpha: float) -> Case:
+    weight, bias = draw.randn(7, 12) * 0.3, draw.randn(7) * 0.1
+    args = (weight, bias, draw.randn(r, 12), draw.randn(7, r), r, alpha, draw.randn(5, 12))
+    return Case(args, label=f"LoRALinear(r={r}, alpha={alpha:g})")
+
+
+@lora_layer.variant("the update is not scaled by alpha / r")
+class _Unscaled(ReferenceLoRA):
+    def __init__(self, base, r=8, alpha=16.0, dropout=0.0):
+        super().__init__(base, r=r, alpha=alpha, dropout=dropout)
+        self.scaling = 1.0
+
+
+@lora_layer.test(
     points=2,
-    hint="forward = base(x) + (x @ A.T @ B.T) * (alpha / r); A is (r, in), B is (out, r) and "
-    "starts at zero; freeze the base weight (requires_grad False).",
+    hint="forward = base(x) plus x through A then B, scaled by alpha / r; A is (r, in), B is "
+    "(out, r) and starts at zero; the base weight is frozen (requires_grad False).",
+    probe=_forward,
 )
-def lora_forward_matches(ns: Namespace) -> None:
-    for r, alpha in [(1, 1.0), (4, 8.0), (3, 16.0)]:
-        learner, reference = _pair(ns, r, alpha)
-        x = torch.randn(5, 12)
-        assert_close(learner(x), reference(x), what=f"LoRALinear(r={r}, alpha={alpha})(x)")
-        assert not learner.base.weight.requires_grad, "The base weight must be frozen."
-        assert tuple(learner.lora_A.shape) == (r, 12) and tuple(learner.lora_B.shape) == (7, r)
-    fresh = ns.value("LoRALinear")(torch.nn.Linear(12, 7), r=2, alpha=4.0)
-    assert float(fresh.lora_B.abs().sum()) == 0.0, "B must start at zero (no change at first)."
+def lora_forward_matches(draw: Draw) -> list[Case]:
+    return [
+        _lora_case(draw, r, alpha) for r, alpha in [(1, 1.0), (4, 8.0), (draw.integer(2, 6), 16.0)]
+    ]
 
 
-@exercise_test(
-    "08.lora_layer",
+@lora_layer.test(
     points=2,
-    hint="merge(): base.weight += (alpha / r) * B @ A under torch.no_grad(), and remember that it "
-    "is merged so forward no longer adds the adapter.",
+    hint="merge() adds the scaled update B·A to the base weight once, without tracking "
+    "gradients, and remembers it so that forward no longer adds the adapter.",
+    probe=_merge,
 )
-def lora_merge_matches(ns: Namespace) -> None:
-    learner, reference = _pair(ns, 4, 8.0)
-    x = torch.randn(3, 12)
-    before = reference(x)
-    learner.merge()
-    reference.merge()
-    assert_close(learner.base.weight, reference.base.weight, what="merged weight")
-    assert_close(learner(x), before, what="output after merge", atol=1e-5)
+def lora_merge_matches(draw: Draw) -> list[Case]:
+    return [_lora_case(draw, draw.integer(2, 6), draw.choice([4.0, 8.0, 16.0]))]
 
 
 # ---- 08.distillation_loss -----------------------------------------------------------------------
 
-
-@exercise_test(
+distillation_loss = Exercise(
     "08.distillation_loss",
-    points=3,
-    hint="alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · cross-entropy "
-    "with the labels; average both over positions whose label is not -100.",
+    answer="distillation_loss",
+    reference=reference_distillation_loss,
+    section="Distillation",
 )
-def distillation_loss_matches(ns: Namespace) -> None:
-    distillation_loss = ns.function("distillation_loss")
-    torch.manual_seed(0)
-    for temperature, alpha in [(1.0, 0.5), (2.0, 1.0), (4.0, 0.0), (3.0, 0.3)]:
-        student, teacher = torch.randn(4, 6, 9), torch.randn(4, 6, 9)
-        labels = torch.randint(0, 9, (4, 6))
-        labels[0, :3] = -100
-        assert_close(
-            distillation_loss(student, teacher, labels, temperature, alpha),
-            reference_distillation_loss(student, teacher, labels, temperature, alpha),
-            what=f"distillation_loss(T={temperature}, alpha={alpha})",
-        )
+
+
+@distillation_loss.variant("the soft term is not multiplied by T²")
+def _without_t_squared(student_logits, teacher_logits, labels, temperature=2.0, alpha=0.5):
+    full = reference_distillation_loss(student_logits, teacher_logits, labels, temperature, 1.0)
+    hard = reference_distillation_loss(student_logits, teacher_logits, labels, temperature, 0.0)
+    return alpha * full / temperature**2 + (1 - alpha) * hard
+
+
+@distillation_loss.test(
+    points=3,
+    hint="alpha · T² · KL(teacher's softened distribution ‖ student's) + (1 − alpha) · "
+    "cross-entropy with the labels; average both over positions whose label is not -100.",
+)
+def distillation_loss_matches(draw: Draw) -> list[Case]:
+    cases = []
+    for temperature, alpha in [
+        (1.0, 0.5),
+        (2.0, 1.0),
+        (4.0, 0.0),
+        (round(draw.uniform(1, 5), 2), 0.3),
+    ]:
+        labels = draw.randint(0, 9, (4, 6))
+        labels[0, : draw.integer(1, 4)] = -100
+        args = (draw.randn(4, 6, 9), draw.randn(4, 6, 9), labels, temperature, alpha)
+        cases.append(Case(args, label=f"T={temperature}, alpha={alpha}"))
+    return cases

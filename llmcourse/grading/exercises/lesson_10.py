@@ -1,58 +1,59 @@
-"""Exercise tests of lesson 10 (SOTA models, serving, quantization): each compares the learner's
-function with the package's own on random and edge-case inputs."""
+"""Exercises of lesson 10 (SOTA models, serving, quantization): each compares the learner's
+function with the package's own on random and edge-case inputs. The KV-cache update changes a
+cache object: a probe fills one (whose own ``update`` is switched off, so the answer must do the
+work) and drives a small model's greedy decoding with it."""
 
 from __future__ import annotations
 
 import torch
 
 from llmcourse.config import ModelConfig
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
-from llmcourse.infer import generate, top_p_filter
-from llmcourse.models import DecoderLM, zoo
-from llmcourse.models.counting import kv_cache_bytes
+from llmcourse.grading.compare import Mismatch, close, exact
+from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.wire import Make
+from llmcourse.infer import top_p_filter
+from llmcourse.models import DecoderLM
+from llmcourse.models.counting import kv_cache_bytes as reference_kv_cache_bytes
 from llmcourse.nn import KVCache
 from llmcourse.quant import absmax_dequantize, absmax_quantize, group_quantize
 
 # ---- 10.kv_cache_update ----------------------------------------------------------------------
 
 
-def _kv(new: int, batch: int = 2, heads: int = 3, dim: int = 4):
-    return torch.randn(batch, heads, new, dim), torch.randn(batch, heads, new, dim)
+class _PlainCache(KVCache):
+    """A cache whose own ``update`` refuses to work: the answer must fill the lists itself."""
+
+    def update(self, layer_index, k, v):
+        raise RuntimeError(
+            "kv_cache_update must change cache.keys and cache.values itself, not call "
+            "cache.update (the package's version of this exercise)"
+        )
 
 
-@exercise_test(
+def _reference_update(cache, layer_index, k, v):
+    return KVCache.update(cache, layer_index, k, v)
+
+
+kv_cache_update = Exercise(
     "10.kv_cache_update",
-    points=2,
-    hint="A layer seen for the first time (layer_index == len(cache.keys)) appends k and v to "
-    "the lists; later calls replace cache.keys[layer_index] by torch.cat((old, k), dim=-2) "
-    "(dim -2 is the sequence axis). Return cache.keys[layer_index], cache.values[layer_index].",
+    answer="kv_cache_update",
+    reference=_reference_update,
+    forbid=["llmcourse.nn.KVCache.update"],
+    section="The KV cache, measured",
 )
-def kv_cache_update_matches_the_package(ns: Namespace) -> None:
-    update = ns.function("kv_cache_update")
-    mine, reference = KVCache(), KVCache()
-    for step, new in enumerate([5, 1, 1, 3]):
-        for layer in range(3):
-            k, v = _kv(new)
-            got_k, got_v = update(mine, layer, k, v)
-            want_k, want_v = reference.update(layer, k, v)
-            what = f"step {step}, layer {layer}"
-            assert_close(got_k, want_k, what=f"{what}: returned keys")
-            assert_close(got_v, want_v, what=f"{what}: returned values")
-    assert mine.seq_len == reference.seq_len == 10, (
-        f"After 5 + 1 + 1 + 3 positions the cache should hold 10, it holds {mine.seq_len}."
-    )
 
 
-@exercise_test(
-    "10.kv_cache_update",
-    points=1,
-    hint="Inside the model, the cache must give the same greedy tokens as recomputing everything:"
-    " check that you concatenate along the sequence axis (dim=-2), not the head axis.",
-)
-def kv_cache_update_drives_generation(ns: Namespace) -> None:
-    update = ns.function("kv_cache_update")
+def _fill(update, steps):
+    """Each (layer, k, v) in turn into an empty cache: what update returned, and the length."""
+    cache = _PlainCache()
+    returned = [update(cache, layer, k, v) for layer, k, v in steps]
+    return {"returned (keys, values)": returned, "positions held": cache.seq_len}
 
-    class LearnerCache(KVCache):
+
+def _greedy_tokens(update, seed, prompt, new_tokens):
+    """Greedy decoding of a small random GQA model that keeps its past in the answer's cache."""
+
+    class LearnerCache(_PlainCache):
         def update(self, layer_index, k, v):
             return update(self, layer_index, k, v)
 
@@ -60,114 +61,250 @@ def kv_cache_update_drives_generation(ns: Namespace) -> None:
         vocab_size=50, context_length=64, d_model=32, n_layer=2, n_head=4, n_kv_head=2,
         norm="rmsnorm", mlp="swiglu", position="rope", bias=False,
     )  # fmt: skip
+    torch.manual_seed(seed)
     model = DecoderLM(config).eval()
-    prompt = torch.tensor([[3, 14, 15, 9]])
-    expected = generate(model, prompt, 12, temperature=0, use_cache=False)
+    tokens = prompt
     with torch.inference_mode():
         cache = LearnerCache()
-        tokens = prompt
         logits = model(prompt, kv_cache=cache).logits[:, -1]
-        for _ in range(12):
+        for _ in range(new_tokens):
             token = logits.argmax(-1, keepdim=True)
             tokens = torch.cat((tokens, token), 1)
             logits = model(token, kv_cache=cache).logits[:, -1]
-    assert torch.equal(tokens, expected), (
-        f"Greedy tokens with your cache {tokens[0, 4:].tolist()} differ from recomputing "
-        f"everything {expected[0, 4:].tolist()}."
-    )
+    return tokens
+
+
+@kv_cache_update.variant("keys and values are concatenated along the head axis, not the sequence")
+def _wrong_axis(cache, layer_index, k, v):
+    if layer_index == len(cache.keys):
+        cache.keys.append(k)
+        cache.values.append(v)
+    else:
+        cache.keys[layer_index] = torch.cat((cache.keys[layer_index], k), dim=1)
+        cache.values[layer_index] = torch.cat((cache.values[layer_index], v), dim=1)
+    return cache.keys[layer_index], cache.values[layer_index]
+
+
+@kv_cache_update.test(
+    points=2,
+    hint="A layer seen for the first time (its index equals the number of layers stored) adds "
+    "k and v to the lists; later calls replace that layer's entries by the old ones followed by "
+    "the new ones along the sequence axis (dim -2). Return that layer's keys and values.",
+    probe=_fill,
+)
+def kv_cache_update_matches_the_package(draw: Draw) -> list[Case]:
+    steps = []
+    for new in [5, 1, 1, draw.integer(1, 4)]:
+        for layer in range(3):
+            steps.append((layer, draw.randn(2, 3, new, 4), draw.randn(2, 3, new, 4)))
+    return [Case((steps,), label="prompts of 5, 1, 1 and a few positions into 3 layers")]
+
+
+@kv_cache_update.test(
+    points=1,
+    hint="Inside the model the cache must give the same greedy tokens as the package's cache: "
+    "check that you concatenate along the sequence axis (dim=-2), not the head axis.",
+    probe=_greedy_tokens,
+    compare=exact(),
+)
+def kv_cache_update_drives_generation(draw: Draw) -> list[Case]:
+    prompt = draw.randint(0, 50, (1, draw.integer(2, 6)))
+    return [
+        Case(
+            (draw.integer(0, 10**6), prompt, 12),
+            label=f"12 greedy tokens after {prompt.tolist()[0]}",
+        )
+    ]
 
 
 # ---- 10.top_p ----------------------------------------------------------------------------------
 
-
-@exercise_test(
+top_p = Exercise(
     "10.top_p",
-    points=2,
-    hint="Sort descending, softmax, cumsum; a token is removed when the probability mass of the "
-    "tokens *before* it is already >= p (so the token that crosses p stays). Scatter the mask "
-    "back to the original order and fill removed logits with -inf.",
+    answer="top_p_filter",
+    reference=top_p_filter,
+    forbid=["llmcourse.infer.sampling.process_logits"],
+    section="Decoding: from logits to text",
 )
-def top_p_matches_the_package(ns: Namespace) -> None:
-    top_p = ns.function("top_p_filter")
-    for p in (0.1, 0.5, 0.9, 0.99):
-        logits = torch.randn(4, 30) * 2
-        got, want = top_p(logits.clone(), p), top_p_filter(logits, p)
-        removed_got, removed_want = torch.isinf(got), torch.isinf(want)
-        assert torch.equal(removed_got, removed_want), (
-            f"p={p}: you kept {int((~removed_got).sum())} tokens, the package keeps "
-            f"{int((~removed_want).sum())}."
-        )
-        assert_close(got[~removed_got], want[~removed_want], what=f"p={p}: kept logits")
 
 
-@exercise_test(
-    "10.top_p",
+@top_p.variant("the token that crosses p is removed too (the kept mass stays below p)")
+def _crossing_removed(logits, p):
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    remove_sorted = probs.cumsum(dim=-1) > p
+    remove_sorted[..., 0] = False
+    return logits.masked_fill(remove_sorted.scatter(-1, order, remove_sorted), float("-inf"))
+
+
+@top_p.test(
+    points=2,
+    hint="Sort the tokens by probability; a token is removed when the mass of the tokens before "
+    "it is already >= p (so the one that crosses p stays). Removed logits become -inf, in the "
+    "tokens' original order.",
+)
+def top_p_matches_the_package(draw: Draw) -> list[Case]:
+    return [
+        Case((draw.randn(4, 30) * 2, p), label=f"p={p}")
+        for p in (0.1, 0.5, 0.9, 0.99, round(draw.uniform(0.2, 0.95), 3))
+    ]
+
+
+@top_p.test(
     points=1,
     hint="Edge cases: p = 1.0 keeps every token, and the most likely token is always kept even "
     "when its own probability exceeds p.",
 )
-def top_p_edge_cases(ns: Namespace) -> None:
-    top_p = ns.function("top_p_filter")
-    logits = torch.tensor([[5.0, 1.0, 0.5, 0.0]])
-    assert int((~torch.isinf(top_p(logits.clone(), 0.5))).sum()) == 1, "Keep only the top token."
-    assert not torch.isinf(top_p(logits.clone(), 1.0)).any(), "p = 1.0 must keep every token."
+def top_p_edge_cases(draw: Draw) -> list[Case]:
+    peaked = torch.tensor([[5.0, 1.0, 0.5, 0.0]]) + draw.uniform(-1, 1)
+    return [
+        Case((peaked, 0.5), label="one token above p"),
+        Case((draw.randn(2, 10), 1.0), label="p = 1.0"),
+    ]
 
 
 # ---- 10.int8_absmax ----------------------------------------------------------------------------
 
 
-@exercise_test(
+def _reference_int8(x):
+    return absmax_quantize(x, bits=8)
+
+
+int8_absmax = Exercise(
     "10.int8_absmax",
-    points=2,
-    hint="scale = x.abs().max() / 127; q = round(x / scale) clamped to [-127, 127], as "
-    "torch.int8; dequantize: q.float() * scale.",
+    answer=("int8_quantize", "int8_dequantize"),
+    reference=(_reference_int8, absmax_dequantize),
+    forbid=["llmcourse.quant", "torch.ao.quantization", "torch.quantize_per_tensor"],
+    section="Quantization",
 )
-def int8_absmax_matches_the_package(ns: Namespace) -> None:
-    quantize, dequantize = ns.function("int8_quantize"), ns.function("int8_dequantize")
-    for x in (torch.randn(8, 16), torch.randn(100) * 50, torch.tensor([-3.0, 0.0, 1.5])):
-        q, scale = quantize(x)
-        want_q, want_scale = absmax_quantize(x, bits=8)
-        assert q.dtype == torch.int8, f"q must be torch.int8, got {q.dtype}."
-        assert torch.equal(q, want_q), "The integer codes differ from the package's."
-        assert_close(scale, want_scale, what="scale")
-        assert_close(dequantize(q, scale), absmax_dequantize(want_q, want_scale), what="x̂")
+
+
+def _round_trip(quantize, dequantize, x):
+    q, scale = quantize(x)
+    return {"codes": q, "scale": scale, "dequantized": dequantize(q, scale)}
+
+
+def _int8_codes(got, expected, case: Case) -> None:
+    if isinstance(got, dict) and isinstance(got.get("codes"), torch.Tensor):
+        if got["codes"].dtype != torch.int8:
+            raise Mismatch(f"codes: the codes must be torch.int8, got {got['codes'].dtype}.")
+        exact()(got["codes"], expected["codes"], case)
+    close()(got, expected, case)
+
+
+@int8_absmax.variant("the scale divides by 128 instead of 127", answer="int8_quantize")
+def _scale_128(x):
+    scale = x.abs().max() / 128
+    return torch.clamp(torch.round(x / scale), -127, 127).to(torch.int8), scale
+
+
+@int8_absmax.test(
+    points=2,
+    hint="scale = the largest |x| divided by 127; the codes are x / scale rounded, clamped to "
+    "[-127, 127], as torch.int8; dequantizing multiplies the codes (as floats) by the scale.",
+    answer=("int8_quantize", "int8_dequantize"),
+    probe=_round_trip,
+    compare=_int8_codes,
+)
+def int8_absmax_matches_the_package(draw: Draw) -> list[Case]:
+    values = (
+        draw.randn(8, 16),
+        draw.randn(100) * 50,
+        torch.tensor([-3.0, 0.0, 1.5]) * draw.uniform(0.5, 2),
+    )
+    return [Case((x,), label=f"x of shape {tuple(x.shape)}") for x in values]
 
 
 # ---- 10.int4_groups ----------------------------------------------------------------------------
 
 
-@exercise_test(
+def _reference_int4(w, group_size):
+    return group_quantize(w, bits=4, group_size=group_size)
+
+
+int4_groups = Exercise(
     "10.int4_groups",
-    points=2,
-    hint="Reshape w (out, in) to (out, in // group_size, group_size); scale = amax over the last "
-    "dim / 7; q = round(w / scale) clamped to [-7, 7] as int8; return q reshaped to (out, in) "
-    "and scale (out, in // group_size).",
+    answer="int4_group_quantize",
+    reference=_reference_int4,
+    forbid=["llmcourse.quant"],
+    section="Quantization",
 )
-def int4_groups_match_the_package(ns: Namespace) -> None:
-    quantize = ns.function("int4_group_quantize")
-    for shape, group in (((4, 64), 16), ((8, 96), 32), ((3, 8), 8)):
-        w = torch.randn(*shape)
-        q, scale = quantize(w, group)
-        want_q, want_scale = group_quantize(w, bits=4, group_size=group)
-        assert tuple(q.shape) == shape, f"q should be {shape}, got {tuple(q.shape)}."
-        assert torch.equal(q.to(torch.int8), want_q), f"{shape}, group {group}: codes differ."
-        assert_close(scale, want_scale, what=f"{shape}, group {group}: scales")
+
+
+def _codes_then_scales(got, expected, case: Case) -> None:
+    if not (isinstance(got, tuple) and len(got) == 2):
+        raise Mismatch(f"return a pair (codes, scales), got {type(got).__name__}.")
+    exact(names=("codes",))((got[0],), (expected[0],), case)
+    close(names=("codes", "scales"))(got, expected, case)
+
+
+@int4_groups.variant("one scale per row instead of per group", answer="int4_group_quantize")
+def _per_row(w, group_size):
+    q, scale = absmax_quantize(w, bits=4, dim=-1)
+    return q, scale.expand(-1, w.shape[1] // group_size).contiguous()
+
+
+@int4_groups.test(
+    points=2,
+    hint="View w (out, in) as (out, in // group_size, group_size); each group's scale is its "
+    "largest |w| / 7; codes are w / scale rounded and clamped to [-7, 7] (int8), returned as "
+    "(out, in) with the scales as (out, in // group_size).",
+    compare=_codes_then_scales,
+)
+def int4_groups_match_the_package(draw: Draw) -> list[Case]:
+    shapes = [
+        ((4, 64), 16),
+        ((8, 96), 32),
+        ((3, 8), 8),
+        ((draw.integer(1, 6), 16 * draw.integer(1, 4)), 16),
+    ]
+    return [
+        Case((draw.randn(*shape), group), label=f"w {shape}, group {group}")
+        for shape, group in shapes
+    ]
 
 
 # ---- 10.kv_cache_bytes -------------------------------------------------------------------------
 
-
-@exercise_test(
+kv_cache_bytes = Exercise(
     "10.kv_cache_bytes",
-    points=2,
-    hint="2 (keys and values) * n_layer * config.n_kv_head * config.head_dim * seq_len * "
-    "batch_size * bytes per value (dtype.itemsize). Use n_kv_head, not n_head: GQA stores fewer.",
+    answer="kv_cache_bytes",
+    reference=reference_kv_cache_bytes,
+    compare=exact(),
+    section="What serving costs: weights and the KV cache",
 )
-def kv_cache_bytes_matches_the_package(ns: Namespace) -> None:
-    mine = ns.function("kv_cache_bytes")
-    for name in ("gpt2", "llama-2-7b", "llama-2-70b", "mistral-7b", "jais-13b", "smollm2-135m"):
-        config = zoo.get_config(name)
-        for seq_len, batch, dtype in ((1, 1, torch.float16), (4096, 8, torch.float32)):
-            got = mine(config, seq_len, batch, dtype)
-            want = kv_cache_bytes(config, seq_len, batch, dtype)
-            assert got == want, f"{name}, seq {seq_len}, batch {batch}, {dtype}: {got} != {want}."
+MODELS = ("gpt2", "llama-2-7b", "llama-2-70b", "mistral-7b", "jais-13b", "smollm2-135m")
+
+
+@kv_cache_bytes.variant("n_head is used instead of the key/value heads (no GQA saving)")
+def _all_heads(config, seq_len, batch_size=1, dtype=torch.float16):
+    return (
+        2 * config.n_layer * config.n_head * config.head_dim * seq_len * batch_size * dtype.itemsize
+    )
+
+
+@kv_cache_bytes.test(
+    points=2,
+    hint="2 (keys and values) × layers × key/value heads × head size × seq_len × batch_size × "
+    "bytes per value. Use the key/value heads, not n_head: GQA stores fewer.",
+)
+def kv_cache_bytes_matches_the_package(draw: Draw) -> list[Case]:
+    cases = []
+    for name in MODELS:
+        config = Make("llmcourse.models.zoo:get_config", name)
+        settings = [(1, 1, torch.float16), (4096, 8, torch.float32)]
+        settings.append(
+            (
+                draw.integer(1, 32768),
+                draw.integer(1, 16),
+                draw.choice([torch.float16, torch.bfloat16, torch.float32]),
+            )
+        )
+        for seq_len, batch, dtype in settings:
+            cases.append(
+                Case(
+                    (config, seq_len, batch, dtype),
+                    label=f"{name}, seq {seq_len}, batch {batch}, {dtype}",
+                )
+            )
+    return cases

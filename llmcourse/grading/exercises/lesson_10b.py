@@ -1,73 +1,101 @@
-"""Exercise tests of lesson 10b (evaluation, serving, RAG): each compares the learner's function
+"""Exercises of lesson 10b (evaluation, serving, RAG): each compares the learner's function
 with the package's own (``llmcourse.eval``, ``llmcourse.rag``) on random and edge-case inputs."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 
 from llmcourse.eval import expected_calibration_error, lcs_length
-from llmcourse.grading.api import Namespace, assert_close, exercise_test
+from llmcourse.grading.compare import exact
+from llmcourse.grading.spec import Case, Draw, Exercise
 from llmcourse.rag import recall_at_k
 
 # ---- 10b.ece -----------------------------------------------------------------------------------
 
-
-@exercise_test(
+ece = Exercise(
     "10b.ece",
+    answer="expected_calibration_error",
+    reference=expected_calibration_error,
+    forbid=["llmcourse.eval.calibration"],
+    section="Calibration",
+)
+
+
+@ece.variant("the bins' gaps are averaged without weighting them by the bins' sizes")
+def _unweighted(confidences, correct, n_bins=15):
+    conf, hits = np.asarray(confidences, float), np.asarray(correct, float)
+    index = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    gaps = [abs(hits[index == m].mean() - conf[index == m].mean()) for m in set(index.tolist())]
+    return float(np.mean(gaps))
+
+
+@ece.test(
     points=2,
     hint="Bin m holds the confidences in (m/M, (m+1)/M] (0 goes to the first bin). For each "
-    "non-empty bin add (count / n) * |mean(correct) - mean(confidence)|.",
+    "non-empty bin add (its count / n) × |its accuracy − its mean confidence|.",
 )
-def ece_matches_the_package(ns: Namespace) -> None:
-    ece = ns.function("expected_calibration_error")
-    rng = np.random.default_rng(10)
-    for n, bins in [(50, 10), (400, 15), (7, 3), (200, 1)]:
-        conf = rng.uniform(0, 1, n)
-        correct = rng.uniform(0, 1, n) < conf**2
-        assert_close(
-            ece(conf, correct, bins),
-            expected_calibration_error(conf, correct, bins),
-            what=f"ECE of {n} predictions in {bins} bins",
-        )
+def ece_matches_the_package(draw: Draw) -> list[Case]:
+    cases = []
+    for n, bins in [
+        (50, 10),
+        (400, 15),
+        (7, 3),
+        (200, 1),
+        (draw.integer(5, 300), draw.integer(2, 20)),
+    ]:
+        conf = draw.numpy.uniform(0, 1, n)
+        correct = draw.numpy.uniform(0, 1, n) < conf**2
+        cases.append(Case((conf, correct, bins), label=f"{n} predictions in {bins} bins"))
+    return cases
 
 
-@exercise_test(
-    "10b.ece",
+@ece.test(
     points=1,
-    hint="Edge cases: a confidence of exactly 1.0 belongs to the last bin, 0.0 to the first, and "
+    hint="Edge cases: a confidence of exactly 1.0 belongs to the last bin, 0.0 to the first, "
     "empty bins add nothing, and each bin counts in proportion to its size. 90% confident and "
     "60% right is an ECE of 0.3.",
 )
-def ece_edge_cases(ns: Namespace) -> None:
-    ece = ns.function("expected_calibration_error")
+def ece_edge_cases(draw: Draw) -> list[Case]:
+    right = draw.integer(0, 10)
     cases = [
-        ([0.9] * 10, [True] * 6 + [False] * 4, 10),
+        ([0.9] * 10, [True] * right + [False] * (10 - right), 10),
         ([1.0, 1.0, 0.0, 0.0], [True, False, False, False], 5),
         ([0.2, 0.4, 0.6, 0.8], [False, True, True, True], 10),
         ([0.9, 0.9, 0.9, 0.3], [True, True, False, False], 10),  # bins weigh by size
     ]
-    for conf, correct, bins in cases:
-        assert_close(
-            ece(np.array(conf), np.array(correct), bins),
-            expected_calibration_error(conf, correct, bins),
-            what=f"ECE of confidences {conf} with correct={correct}",
+    return [
+        Case(
+            (np.array(conf), np.array(correct), bins),
+            label=f"confidences {conf} with correct={correct}",
         )
+        for conf, correct, bins in cases
+    ]
 
 
 # ---- 10b.lcs_length ----------------------------------------------------------------------------
 
-
-@exercise_test(
+lcs = Exercise(
     "10b.lcs_length",
-    points=2,
-    hint="table[i][j] = table[i-1][j-1] + 1 when a[i-1] == b[j-1], else "
-    "max(table[i-1][j], table[i][j-1]); the answer is table[len(a)][len(b)].",
+    answer="lcs_length",
+    reference=lcs_length,
+    forbid=["llmcourse.eval.rouge"],
+    compare=exact(),
+    section="Scoring generated text: BLEU, ROUGE-L, accuracy and F1",
 )
-def lcs_length_matches_the_package(ns: Namespace) -> None:
-    lcs = ns.function("lcs_length")
-    rng = random.Random(10)
+
+
+@lcs.variant("shared items are counted whatever their order")
+def _shared_items(a, b):
+    return len(set(a) & set(b))
+
+
+@lcs.test(
+    points=2,
+    hint="Fill a (len(a) + 1) × (len(b) + 1) table: one more than the diagonal neighbour where "
+    "the items match, else the larger of the left and upper neighbours; the answer is in the "
+    "last cell.",
+)
+def lcs_length_matches_the_package(draw: Draw) -> list[Case]:
     cases = [
         ([], []),
         (["a"], []),
@@ -76,35 +104,41 @@ def lcs_length_matches_the_package(ns: Namespace) -> None:
     for _ in range(20):
         cases.append(
             (
-                [rng.choice("abcd") for _ in range(rng.randint(0, 12))],
-                [rng.choice("abcd") for _ in range(rng.randint(0, 12))],
+                [draw.choice("abcd") for _ in range(draw.integer(0, 12))],
+                [draw.choice("abcd") for _ in range(draw.integer(0, 12))],
             )
         )
-    for a, b in cases:
-        got = lcs(a, b)
-        assert got == lcs_length(a, b), (
-            f"lcs_length({a}, {b}) should be {lcs_length(a, b)}, got {got}."
-        )
+    return [Case(pair, label=f"lcs_length({pair[0]}, {pair[1]})") for pair in cases]
 
 
 # ---- 10b.recall_at_k ---------------------------------------------------------------------------
 
-
-@exercise_test(
+recall = Exercise(
     "10b.recall_at_k",
-    points=2,
-    hint="Take the first k retrieved ids, count how many are in the relevant set, divide by the "
-    "size of the relevant set (not by k).",
+    answer="recall_at_k",
+    reference=recall_at_k,
+    forbid=["llmcourse.rag.evaluate"],
+    section="Retrieval-augmented generation",
 )
-def recall_at_k_matches_the_package(ns: Namespace) -> None:
-    recall = ns.function("recall_at_k")
-    rng = random.Random(10)
+
+
+@recall.variant("divided by k instead of the number of relevant ids")
+def _over_k(retrieved, relevant, k):
+    return len(set(retrieved[:k]) & set(relevant)) / k
+
+
+@recall.test(
+    points=2,
+    hint="Take the first k retrieved ids, count how many are relevant, and divide by the number "
+    "of relevant ids (not by k).",
+)
+def recall_at_k_matches_the_package(draw: Draw) -> list[Case]:
+    cases = []
     for _ in range(30):
-        retrieved = rng.sample(range(20), 10)
-        relevant = set(rng.sample(range(20), rng.randint(1, 4)))
-        k = rng.randint(1, 12)
-        assert_close(
-            recall(retrieved, relevant, k),
-            recall_at_k(retrieved, relevant, k),
-            what=f"recall_at_k({retrieved}, {relevant}, k={k})",
+        retrieved = draw.sample(range(20), 10)
+        relevant = set(draw.sample(range(20), draw.integer(1, 4)))
+        k = draw.integer(1, 12)
+        cases.append(
+            Case((retrieved, relevant, k), label=f"recall_at_k({retrieved}, {relevant}, k={k})")
         )
+    return cases
