@@ -122,7 +122,7 @@ def analogy_excludes_the_question_words(draw: Draw) -> list[Case]:
         [[1, 0, 0], [0, 1, 0], [1, 0, 3], [0, 1, 1], [0, 0.3, 1]], dtype=np.float32
     ) + draw.numpy.normal(scale=0.02, size=(5, 3)).astype(np.float32)
     toy = Make(
-        "llmcourse.pretrained:WordVectors", ["man", "woman", "king", "queen", "throne"], vectors
+        "llmcourse.embeddings:WordVectors", ["man", "woman", "king", "queen", "throne"], vectors
     )
     return [Case((toy, "man", "king", "woman"), label="man : king :: woman : ? in a toy space")]
 
