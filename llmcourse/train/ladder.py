@@ -9,7 +9,8 @@ Every rung of ``llmcourse.models.ablations`` (bigram → one head → multi-head
 the same ``Trainer`` recipe and the same budget in steps and tokens, on the same windows of the
 training plays for a given seed. The validation loss (nats per character, held-out plays) is
 measured before training, where every rung must pay about ln(vocab), and every ``eval_every``
-steps. ``counted_bigram_loss`` gives the best any bigram can do, for reference.
+steps. ``counted_ngram_loss`` gives two references: letter frequencies alone (unigram) and
+about the best any bigram can do.
 
 ``write_results`` stores the runs as JSON and a markdown table (with the config's hash, the date
 and the machine) in ``llmcourse/train/results/``, shipped with the package; ``load_results``
@@ -235,7 +236,8 @@ def run_ladder(
         "seeds": list(seeds),
         "vocab_size": vocab,
         "ln_vocab": math.log(vocab),
-        "counted_bigram_val_loss": counted_bigram_loss(corpus.train_ids, corpus.val_ids, vocab),
+        "counted_unigram_val_loss": counted_ngram_loss(corpus.train_ids, corpus.val_ids, vocab, 1),
+        "counted_bigram_val_loss": counted_ngram_loss(corpus.train_ids, corpus.val_ids, vocab, 2),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": _machine(),
         "runs": [dataclasses.asdict(run) for run in runs],
@@ -243,11 +245,18 @@ def run_ladder(
     }
 
 
-def counted_bigram_loss(
-    train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int, k: float = 1.0
+def counted_ngram_loss(
+    train_ids: np.ndarray, val_ids: np.ndarray, vocab_size: int, order: int = 2, k: float = 1.0
 ) -> float:
-    """Validation loss (nats/token) of the bigram model counted from the training ids with
-    add-k smoothing: P(b | a) = (c(a, b) + k) / (c(a) + k·V). No trained bigram does better."""
+    """Validation loss (nats/token) of the n-gram model counted from the training ids, with
+    add-k smoothing: P(b) = (c(b) + k) / (N + k·V) for ``order=1`` (unigram: letter
+    frequencies, no context), P(b | a) = (c(a, b) + k) / (c(a) + k·V) for ``order=2`` (bigram:
+    no trained bigram does much better)."""
+    if order == 1:
+        counts = np.bincount(train_ids, minlength=vocab_size) + k
+        return float(-np.log(counts[val_ids] / counts.sum()).mean())
+    if order != 2:
+        raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order}.")
     counts = np.zeros((vocab_size, vocab_size))
     np.add.at(counts, (train_ids[:-1], train_ids[1:]), 1.0)
     probs = (counts + k) / (counts + k).sum(axis=1, keepdims=True)
@@ -294,10 +303,15 @@ def compare(results: dict[str, Any], rung: str, baseline: str) -> str:
 
 
 def to_markdown(results: dict[str, Any]) -> str:
-    """The results as a markdown table, with what produced them."""
-    config, n_seeds = results["config"], len(results["seeds"])
-    machine = results["machine"]
-    lines = [
+    """The results as a markdown table, after a paragraph saying what produced them."""
+    config, machine = results["config"], results["machine"]
+    references = f"the counted bigram scores {results['counted_bigram_val_loss']:.3f}"
+    if "counted_unigram_val_loss" in results:
+        references = (
+            f"letter frequencies alone (counted unigram) score "
+            f"{results['counted_unigram_val_loss']:.3f}, {references}"
+        )
+    header = (
         f"Ablation ladder on character-level Shakespeare (validation: held-out plays). "
         f"Budget per rung: {config['steps']} steps × {config['batch_size']} × "
         f"{config['context_length']} = {results['tokens_per_rung']:,} characters; "
@@ -305,9 +319,15 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"lr {config['lr']:g}. Config hash `{results['config_hash']}`, {results['date']}, "
         f"{machine['processor']} ({machine['torch_threads']} thread(s), torch "
         f"{machine['torch']}). Losses in nats per character; ln(vocab) = "
-        f"{results['ln_vocab']:.3f}; the counted bigram scores "
-        f"{results['counted_bigram_val_loss']:.3f}.",
-        "",
+        f"{results['ln_vocab']:.3f}; {references}."
+    )
+    return header + "\n\n" + table_markdown(results)
+
+
+def table_markdown(results: dict[str, Any]) -> str:
+    """One row per rung: parameters, loss at step 0, final loss (mean ± std) and its range."""
+    n_seeds = len(results["seeds"])
+    lines = [
         f"| rung | parameters | loss at step 0 | validation loss ({n_seeds} seed(s)) | range |",
         "|---|---:|---:|---:|---:|",
     ]
