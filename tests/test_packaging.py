@@ -22,6 +22,8 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     (wheel,) = dist.glob("llmcourse-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "llmcourse/py.typed" in names
+    # lesson 04 reads the committed ablation-ladder table from the installed package
+    assert "llmcourse/train/results/ladder.json" in names
     assert not [n for n in names if n.startswith(("lessons/", "tests/", "solutions/"))]
 
     env_dir = tmp_path / "venv"

@@ -1,5 +1,7 @@
 """Transformer language models built from a ``ModelConfig``, plus their published configs.
 
+- ``MiniGPT`` (``llmcourse.models.minigpt``): GPT-2 in one readable file, equal to a GPT-2-shaped
+  ``DecoderLM``;
 - ``DecoderLM`` (GPT-2, LLaMA 1/2/3, Mistral, Mixtral, PaLM, JAIS, SmolLM2), ``EncoderLM``
   (BERT, MiniLM), ``Seq2SeqLM`` (T5), on ``LanguageModel`` (``base``); ``KVCache``;
 - ``llmcourse.models.zoo``: published configs and model cards (``get_config``, ``get_card``);
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from llmcourse.models.base import LanguageModel, ModelOutput
     from llmcourse.models.decoder import DecoderLM
     from llmcourse.models.encoder import EncoderLM
+    from llmcourse.models.minigpt import MiniGPT, MiniGPTConfig
     from llmcourse.models.seq2seq import Seq2SeqLM
     from llmcourse.nn.kv_cache import KVCache
 
@@ -29,11 +32,22 @@ _EXPORTS = {
     "EncoderLM": "encoder",
     "KVCache": "llmcourse.nn.kv_cache",
     "LanguageModel": "base",
+    "MiniGPT": "minigpt",
+    "MiniGPTConfig": "minigpt",
     "ModelOutput": "base",
     "Seq2SeqLM": "seq2seq",
 }
 
-__all__ = ["DecoderLM", "EncoderLM", "KVCache", "LanguageModel", "ModelOutput", "Seq2SeqLM"]
+__all__ = [
+    "DecoderLM",
+    "EncoderLM",
+    "KVCache",
+    "LanguageModel",
+    "MiniGPT",
+    "MiniGPTConfig",
+    "ModelOutput",
+    "Seq2SeqLM",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,6 +2,10 @@
 
     python -m llmcourse.train --preset shakespeare-char --max-steps 300
     torchrun --standalone --nproc_per_node=2 -m llmcourse.train --max-steps 30 --parallel fsdp
+    python -m llmcourse.train ladder --seeds 3          # a subcommand: see SUBCOMMANDS
+
+A first argument naming a subcommand hands the rest of the command line to that module's
+``main``; anything else trains a preset, as below.
 
 Every ``TrainConfig`` field is a flag (``--batch-size``, ``--lr``, ``--eval-every``, ...) that
 overrides the preset; a few model flags (``--n-layer``, ``--d-model``, ...) change its size.
@@ -16,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import math
+import sys
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,8 @@ from llmcourse.train.trainer import CHECKPOINT_NAME, Trainer
 from llmcourse.utils.distributed import cleanup_distributed, init_distributed
 from llmcourse.utils.seed import seed_everything
 
+# Subcommands: name → module with ``main(argv)`` (imported only when asked for).
+SUBCOMMANDS = {"ladder": "llmcourse.train.ladder"}
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "context_length", "dropout")
 NOT_FLAGS = ("objective", "decoder_start_id")  # the presets are causal language models
 
@@ -54,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m llmcourse.train",
         description="Train a preset; run under torchrun for several processes.",
+        epilog="Subcommands (as the first argument): "
+        + ", ".join(f"{name} (python -m llmcourse.train {name} --help)" for name in SUBCOMMANDS),
     )
     parser.add_argument("--preset", default="shakespeare-char", choices=PRESET_NAMES)
     parser.add_argument(
@@ -84,8 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
     """Run the CLI; returns the result dict on rank 0 (None elsewhere)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    return train_preset(argv)
+
+
+def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
+    """Train a preset with the flags of ``build_parser``; the result dict on rank 0."""
     args = vars(build_parser().parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])

@@ -4,5 +4,11 @@
 - ``positional``: sinusoidal encodings, RoPE's decay with distance, ALiBi's penalties;
 - ``scaling``: ``ScalingExplorer``, compute-optimal models against published ones;
 - ``tokens``: ``TokenExplorer``, text coloured by token;
-- ``training``: ``LivePlot``, metric curves that redraw while a model trains.
+- ``training``: ``LivePlot``, metric curves that redraw while a model trains;
+- ``theme``: ``set_theme()`` gives every lesson's figures the same look (seaborn, colour-blind
+  palette); lessons call it once after their imports.
 """
+
+from llmcourse.viz.theme import HEATMAP_CMAP, set_theme
+
+__all__ = ["HEATMAP_CMAP", "set_theme"]

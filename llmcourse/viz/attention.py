@@ -66,6 +66,7 @@ def plot_attention(
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     image = ax.imshow(weights.detach().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.grid(False)  # a themed grid (llmcourse.viz.set_theme) would stripe the heatmap
     if show_labels:
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=8)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
@@ -94,6 +95,7 @@ def plot_attention_heads(
             ax.axis("off")
             continue
         ax.imshow(weights[head].detach().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.grid(False)
         ax.set_title(f"head {head}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])

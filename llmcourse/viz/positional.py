@@ -27,6 +27,7 @@ def plot_sinusoidal(n_positions: int = 128, d_model: int = 64, ax: Axes | None =
         vmin=-1,
         vmax=1,
     )
+    ax.grid(False)  # a themed grid (llmcourse.viz.set_theme) would stripe the image
     ax.figure.colorbar(image, ax=ax, label="value")
     ax.set_title(f"Sinusoidal position encodings (d_model = {d_model})")
     ax.set_xlabel("channel (pairs: sin, cos)")
