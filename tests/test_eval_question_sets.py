@@ -92,6 +92,20 @@ def test_python_keys_are_the_documented_names(test_set):
                 assert other.split(".")[0] == answer.split(".")[0] or "." not in answer
 
 
+def test_the_set_does_not_depend_on_what_the_environment_adds_to_builtins(monkeypatch, test_set):
+    def display(obj):  # what IPython puts into builtins inside a notebook
+        """Show the given object in the notebook's output area."""
+
+    monkeypatch.setattr(builtins, "display", display, raising=False)
+    from llmcourse.eval.question_sets import _benchmark
+
+    _benchmark.cache_clear()
+    try:
+        assert course_benchmark("test") == test_set
+    finally:
+        _benchmark.cache_clear()
+
+
 def test_next_line_keys_follow_their_cue_in_the_play(test_set):
     works = shakespeare_works()
     titles = {"In " + title: name for name, title in PLAY_TITLES.items()}

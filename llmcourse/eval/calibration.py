@@ -46,17 +46,47 @@ class ReliabilityDiagram:
         return float((weights * gaps).sum())
 
     def plot(self, ax: Any = None, title: str = "Reliability diagram", min_count: int = 5) -> Any:
-        """Bars of accuracy per confidence bin next to the diagonal of perfect calibration.
+        """Accuracy per confidence bin next to the diagonal of perfect calibration.
 
-        Each bar is labelled with its number of answers; bins with fewer than ``min_count``
-        are drawn hatched and pale, since their accuracy is too noisy to read. A dot marks each
-        bin's mean confidence on the diagonal: the vertical gap to the bar is that bin's error.
+        Equal-width bins are drawn as bars, labelled with their number of answers; bins with
+        fewer than ``min_count`` are hatched and pale, since their accuracy is too noisy to
+        read, and a dot marks each bin's mean confidence on the diagonal. Equal-mass bins
+        (unequal widths) are drawn as points at (mean confidence, accuracy) with a 95% normal
+        interval, ``±1.96·√(acc(1 − acc)/n)``, because bars of very different widths mislead.
         """
         import matplotlib.pyplot as plt
 
         if ax is None:
             _, ax = plt.subplots(figsize=(4.5, 4.5))
         width = np.diff(self.edges)
+        filled = self.count > 0
+        if np.allclose(width, width[0]):
+            self._bars(ax, width, min_count)
+        else:
+            acc, n = self.accuracy[filled], self.count[filled]
+            half = 1.96 * np.sqrt(acc * (1 - acc) / n)
+            per_bin = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+            ax.errorbar(
+                self.confidence[filled],
+                acc,
+                yerr=half,
+                fmt="o-",
+                color="C0",
+                capsize=3,
+                label=f"accuracy in bin (95% interval; {per_bin} per bin)",
+            )
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1),
+            xlabel="confidence (probability of the chosen answer)",
+            ylabel="accuracy (fraction correct)",
+            title=f"{title} (ECE = {self.ece:.3f})",
+        )
+        ax.legend(loc="upper left")
+        return ax
+
+    def _bars(self, ax: Any, width: np.ndarray, min_count: int) -> None:
         for filled, style in (
             (self.count >= min_count, {"alpha": 0.9, "label": "accuracy in bin"}),
             (
@@ -99,16 +129,6 @@ class ReliabilityDiagram:
             markersize=4,
             label="mean confidence in bin",
         )
-        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1),
-            xlabel="confidence (probability of the chosen answer)",
-            ylabel="accuracy (fraction correct)",
-            title=f"{title} (ECE = {self.ece:.3f})",
-        )
-        ax.legend(loc="upper left")
-        return ax
 
 
 def _as_arrays(confidences: Sequence[float], correct: Sequence[bool]) -> tuple:

@@ -16,7 +16,8 @@ four-way questions whose right answers come *from the data itself*, so no key is
 
 Construction, so that every key is unambiguous and the set is the same on every run:
 
-1. A description is its docstring's first sentence with signature lines (``abs(x) -> y``)
+1. Only objects of the ``builtins`` module itself count (not what IPython or ``site`` add
+   there). A description is its docstring's first sentence with signature lines (``abs(x) -> y``)
    removed. Descriptions that are empty, shorter than three words, or that contain the answer's
    own name as a word are left out (the question would answer itself). Names that share a
    description (``OSError``, ``IOError``, ``EnvironmentError``; ``str.find``, ``str.index``) are
@@ -95,7 +96,9 @@ def _python_entries() -> dict[str, dict[str, str]]:
     groups: dict[str, dict[str, str]] = defaultdict(dict)
     for name in dir(builtins):
         obj = getattr(builtins, name)
-        if name.startswith("_") or not callable(obj):
+        # Only Python's own: IPython adds display() and get_ipython() to builtins in a notebook,
+        # and site adds help(), exit() and friends; the set must not depend on where it runs.
+        if name.startswith("_") or not callable(obj) or obj.__module__ != "builtins":
             continue
         is_exception = isinstance(obj, type) and issubclass(obj, BaseException)
         groups["python_exceptions" if is_exception else "python_builtins"][name] = description(obj)
