@@ -130,8 +130,12 @@ def test_robustness_set_is_stratified_and_drawn_from_the_test_split(test_set):
     assert set(items) <= set(test_set)
     assert set(Counter(q.source for q in items).values()) == {20}
     assert items == robustness_set(100)
+    python = robustness_set(100, sources=SOURCES[:3])
+    assert sorted(Counter(q.source for q in python).values()) == [33, 33, 34]
     with pytest.raises(ValueError, match="n must"):
         robustness_set(10_000)
+    with pytest.raises(ValueError, match="sources"):
+        robustness_set(10, sources=("mmlu",))
 
 
 def test_cloze_scores_are_the_choice_log_likelihoods(model, test_set):

@@ -235,8 +235,9 @@ def score_choice_likelihoods(
     with ``"none"`` the softmax over the four scores is the model's probability of each choice
     given that the answer is one of them, the confidence calibration measures.
 
-    Each question's prompt runs once; its keys and values are copied to one row per choice
-    (``KVCache.reorder``), so the question is not recomputed four times. ``model`` must accept
+    Questions are batched by length (``batch_size`` at a time); each question's prompt runs
+    once and its keys and values are copied to one row per choice (``KVCache.reorder``), so the
+    question is not recomputed four times. ``model`` must accept
     ``attention_mask=`` and ``kv_cache=`` like every llmcourse decoder.
     """
     if not questions:
@@ -251,7 +252,9 @@ def score_choice_likelihoods(
     if "kv_cache" not in inspect.signature(model.forward).parameters:
         raise TypeError("score_choice_likelihoods needs a model whose forward takes kv_cache=.")
     contexts = [tokenizer.encode(format_cloze(q, shots)) for q in questions]
-    order = sorted(range(len(questions)), key=lambda i: len(contexts[i]))
+    longest_choice = [max(len(tokenizer.encode(" " + c)) for c in q.choices) for q in questions]
+    # Batches of similar choice and context lengths: every row is padded to the batch's longest.
+    order = sorted(range(len(questions)), key=lambda i: (longest_choice[i], len(contexts[i])))
     scores = torch.empty(len(questions), n_choices, dtype=torch.float64)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]

@@ -233,7 +233,7 @@ def _benchmark(split: Split, seed: int, per_shakespeare_source: int) -> tuple[MC
 
 
 def course_benchmark(
-    split: Split = "test", seed: int = 0, per_shakespeare_source: int = 48
+    split: Split = "test", seed: int = 0, per_shakespeare_source: int = 36
 ) -> list[MCQuestion]:
     """The course's multiple-choice benchmark: every source of ``SOURCES``, one split.
 
@@ -248,19 +248,30 @@ def course_benchmark(
     return list(_benchmark(split, seed, per_shakespeare_source))
 
 
-def robustness_set(n: int = 120, seed: int = 0) -> list[MCQuestion]:
-    """``n`` test questions of ``course_benchmark``, the same share from every source (seeded),
-    in benchmark order: the questions ``robustness_report`` perturbs."""
+def robustness_set(
+    n: int = 100, seed: int = 0, sources: Sequence[str] = SOURCES
+) -> list[MCQuestion]:
+    """``n`` test questions of ``course_benchmark`` from ``sources``, the same share from each
+    (seeded), in benchmark order: the questions ``robustness_report`` perturbs.
+
+    Robustness is only measurable where there is accuracy to lose: pass the sources a model
+    answers above chance.
+    """
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources:
+        raise ValueError(f"sources must be a non-empty subset of {SOURCES}, got {sources!r}.")
     test = course_benchmark("test", seed)
-    if not 1 <= n <= len(test):
-        raise ValueError(f"n must be between 1 and {len(test)}, got {n}.")
     by_source: dict[str, list[int]] = defaultdict(list)
     for index, q in enumerate(test):
-        by_source[q.source].append(index)
+        if q.source in sources:
+            by_source[q.source].append(index)
+    available = sum(len(v) for v in by_source.values())
+    if not 1 <= n <= available:
+        raise ValueError(f"n must be between 1 and {available} for these sources, got {n}.")
     rng = random.Random(f"{seed}-robustness")
     chosen: list[int] = []
-    for rank, source in enumerate(SOURCES):
-        share = n // len(SOURCES) + (rank < n % len(SOURCES))
+    for rank, source in enumerate(sources):
+        share = n // len(sources) + (rank < n % len(sources))
         chosen += rng.sample(by_source[source], min(share, len(by_source[source])))
     return [test[i] for i in sorted(chosen)]
 
