@@ -3,6 +3,10 @@
 
     python3 tools/bootstrap.py lab      # set up, then JupyterLab on lesson 01
     python3 tools/bootstrap.py test     # set up, then the full test suite (extra args go to pytest)
+
+The test suite is plain ``pytest``: ``pyproject.toml`` points it at ``tests/`` and ``lessons/``
+and runs the lessons once, through nbval (``--nbval-lax``) in the ``llmcourse`` kernel that
+step 4 installs.
     python3 tools/bootstrap.py setup    # set up only
 
 Standard library only, so it runs on any Python >= 3.10 before anything is installed, on Linux,

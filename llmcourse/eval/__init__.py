@@ -5,7 +5,11 @@
 - ``bleu`` (sacrebleu's conventions) and ``rouge_l`` (rouge-score's), for generated text;
 - ``accuracy``, ``precision_recall_f1``, ``f1_score`` for labels;
 - ``expected_calibration_error`` and ``reliability_diagram``;
-- ``score_multiple_choice`` in the MMLU format, on ``play_questions`` written from our corpus;
+- ``score_multiple_choice`` in the MMLU letter format and ``score_choice_likelihoods`` in the
+  cloze format (the likelihood of each choice's text);
+- ``course_benchmark``: a few hundred four-way questions with keys taken from installed data
+  (Python's docstrings, Shakespeare's plays), ``robustness_set``, ``to_records`` for export;
+  ``play_questions``, the "which play?" part of it;
 - ``perturb`` and ``robustness_report``: accuracy under typos, casing and whitespace noise;
 - ``percentile``, ``summarize_latencies``, ``time_stream``: time to first token, tokens/s,
   p50/p95.
@@ -29,9 +33,11 @@ from llmcourse.eval.multiple_choice import (
     PLAY_TITLES,
     MCQuestion,
     MCResult,
+    format_cloze,
     format_mmlu,
     letter_token_ids,
     play_questions,
+    score_choice_likelihoods,
     score_multiple_choice,
 )
 from llmcourse.eval.perplexity import (
@@ -43,12 +49,20 @@ from llmcourse.eval.perplexity import (
     sliding_window_nll,
     token_log_probs,
 )
+from llmcourse.eval.question_sets import (
+    SOURCES,
+    course_benchmark,
+    from_records,
+    robustness_set,
+    to_records,
+)
 from llmcourse.eval.robustness import PERTURBATIONS, perturb, robustness_report
 from llmcourse.eval.rouge import RougeScore, corpus_rouge_l, lcs_length, rouge_l, rouge_tokenize
 
 __all__ = [
     "PERTURBATIONS",
     "PLAY_TITLES",
+    "SOURCES",
     "BLEUResult",
     "LatencySummary",
     "MCQuestion",
@@ -61,9 +75,12 @@ __all__ = [
     "bits_per_byte_from_loss",
     "bleu",
     "corpus_rouge_l",
+    "course_benchmark",
     "expected_calibration_error",
     "f1_score",
+    "format_cloze",
     "format_mmlu",
+    "from_records",
     "lcs_length",
     "letter_token_ids",
     "percentile",
@@ -75,12 +92,15 @@ __all__ = [
     "precision_recall_f1",
     "reliability_diagram",
     "robustness_report",
+    "robustness_set",
     "rouge_l",
     "rouge_tokenize",
+    "score_choice_likelihoods",
     "score_multiple_choice",
     "sliding_window_nll",
     "summarize_latencies",
     "time_stream",
+    "to_records",
     "token_log_probs",
     "tokenize_13a",
 ]

@@ -25,6 +25,7 @@ two never share a passage and the split does not depend on how many questions ar
 
 from __future__ import annotations
 
+import inspect
 import random
 import zlib
 from collections.abc import Callable, Sequence
@@ -65,6 +66,7 @@ class MCQuestion:
     choices: tuple[str, ...]
     answer: int
     subject: str = "general knowledge"
+    source: str = ""  # where the question and its key come from (see ``question_sets``)
 
     def __post_init__(self) -> None:
         if not 2 <= len(self.choices) <= len(LETTERS):
@@ -139,29 +141,197 @@ def score_multiple_choice(
 ) -> MCResult:
     """Answer every question by the letter with the largest next-token log-likelihood.
 
-    Prompts are left-padded into batches of ``batch_size`` (so every row's last token is
-    ``"Answer:"``); ``model(ids, attention_mask=mask)`` must return ``.logits``.
+    Prompts are sorted by length (less padding), left-padded into batches of ``batch_size`` (so
+    every row's last token is ``"Answer:"``); ``model(ids, attention_mask=mask)`` must return
+    ``.logits``. When the model also takes ``kv_cache=`` (every llmcourse decoder does), the
+    tokens a batch's prompts share at the start (the MMLU header and the ``shots``) are run
+    once and their keys and values reused by every row: the same numbers for less compute.
+    Results come back in the order of ``questions``.
     """
     if not questions:
         raise ValueError("Give at least one question.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     n_choices = len(questions[0].choices)
     if any(len(q.choices) != n_choices for q in questions):
         raise ValueError("Every question needs the same number of choices.")
     letters = torch.tensor(letter_token_ids(tokenizer, n_choices))
-    probabilities = []
-    for start in range(0, len(questions), batch_size):
-        prompts = [
-            tokenizer.encode(format_mmlu(q, shots)) for q in questions[start : start + batch_size]
-        ]
-        width = max(len(p) for p in prompts)
-        ids = torch.zeros(len(prompts), width, dtype=torch.long)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            mask[row, width - len(prompt) :] = 1
-        logits = model(ids, attention_mask=None if bool(mask.all()) else mask).logits[:, -1]
-        probabilities.append(torch.softmax(logits[:, letters].double(), dim=-1))
-    return MCResult(torch.cat(probabilities).numpy(), np.array([q.answer for q in questions]))
+    prompts = [tokenizer.encode(format_mmlu(q, shots)) for q in questions]
+    # Sorting by (subject, length) groups prompts with the same header and similar lengths.
+    order = sorted(range(len(prompts)), key=lambda i: (questions[i].subject, len(prompts[i])))
+    reuse = "kv_cache" in inspect.signature(model.forward).parameters
+    probabilities = torch.empty(len(prompts), n_choices, dtype=torch.float64)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        logits = _last_logits(model, [prompts[i] for i in rows], reuse)
+        probabilities[rows] = torch.softmax(logits[:, letters].double(), dim=-1).cpu()
+    return MCResult(probabilities.numpy(), np.array([q.answer for q in questions]))
+
+
+def _shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving each prompt at least one token of its own."""
+    shortest = min(len(p) for p in prompts)
+    length = 0
+    while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
+        length += 1
+    return length
+
+
+def _last_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]], reuse: bool):
+    """Next-token logits after each prompt, ``(len(prompts), vocab)``."""
+    device = next(model.parameters()).device
+    shared = _shared_prefix(prompts) if reuse and len(prompts) > 1 else 0
+    cache = None
+    if shared:
+        from llmcourse.nn.kv_cache import KVCache
+
+        cache = KVCache()
+        model(torch.tensor([prompts[0][:shared]], device=device), kv_cache=cache)
+        cache.reorder(torch.zeros(len(prompts), dtype=torch.long, device=device))
+    tails = [p[shared:] for p in prompts]
+    width = max(len(t) for t in tails)
+    ids = torch.zeros(len(tails), width, dtype=torch.long)
+    mask = torch.zeros(len(tails), shared + width, dtype=torch.long)
+    mask[:, :shared] = 1
+    for row, tail in enumerate(tails):
+        ids[row, width - len(tail) :] = torch.tensor(tail)
+        mask[row, shared + width - len(tail) :] = 1
+    kwargs = {"kv_cache": cache} if cache is not None else {}
+    attention_mask = None if bool(mask.all()) else mask.to(device)
+    return model(ids.to(device), attention_mask=attention_mask, **kwargs).logits[:, -1]
+
+
+def format_cloze(question: MCQuestion, shots: Sequence[MCQuestion] = ()) -> str:
+    """The cloze prompt for ``question``: ``"Question: ...\nAnswer:"``, after the solved
+    ``shots`` (each followed by its right choice written out)."""
+
+    def block(q: MCQuestion) -> str:
+        return f"Question: {q.question}\nAnswer:"
+
+    return "".join(f"{block(s)} {s.choices[s.answer]}\n\n" for s in shots) + block(question)
+
+
+Normalization = Literal["none", "token", "char"]
+
+
+@torch.inference_mode()
+def score_choice_likelihoods(
+    model: torch.nn.Module,
+    tokenizer: Encoder,
+    questions: Sequence[MCQuestion],
+    shots: Sequence[MCQuestion] = (),
+    batch_size: int = 8,
+    normalize: Normalization = "none",
+) -> MCResult:
+    """Answer every question by the choice whose *text* is likeliest after the question.
+
+    The cloze formulation (Brown et al. 2020, GPT-3's multiple-choice evaluation; Gu et al.
+    2024, "OLMES"): the score of choice ``c`` is ``log P(" " + c | format_cloze(question))``,
+    summed over its tokens, and the prediction is the best-scoring choice. It asks nothing of
+    the letters, which small models cannot yet bind to options, so it separates models that
+    the letter format (``score_multiple_choice``) leaves all at chance. ``normalize`` divides
+    each score by the choice's length (``"token"``: tokens, ``"char"``: characters, as
+    lm-evaluation-harness's ``acc_norm``) so long choices are not penalised for their length;
+    with ``"none"`` the softmax over the four scores is the model's probability of each choice
+    given that the answer is one of them, the confidence calibration measures.
+
+    Questions are batched by length (``batch_size`` at a time); each question's prompt runs
+    once and its keys and values are copied to one row per choice (``KVCache.reorder``), so the
+    question is not recomputed four times. ``model`` must accept
+    ``attention_mask=`` and ``kv_cache=`` like every llmcourse decoder.
+    """
+    if not questions:
+        raise ValueError("Give at least one question.")
+    if normalize not in ("none", "token", "char"):
+        raise ValueError(f"normalize must be 'none', 'token' or 'char', got {normalize!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    n_choices = len(questions[0].choices)
+    if any(len(q.choices) != n_choices for q in questions):
+        raise ValueError("Every question needs the same number of choices.")
+    if "kv_cache" not in inspect.signature(model.forward).parameters:
+        raise TypeError("score_choice_likelihoods needs a model whose forward takes kv_cache=.")
+    contexts = [tokenizer.encode(format_cloze(q, shots)) for q in questions]
+    longest_choice = [max(len(tokenizer.encode(" " + c)) for c in q.choices) for q in questions]
+    # Batches of similar choice and context lengths: every row is padded to the batch's longest.
+    order = sorted(range(len(questions)), key=lambda i: (longest_choice[i], len(contexts[i])))
+    scores = torch.empty(len(questions), n_choices, dtype=torch.float64)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = [questions[i] for i in rows]
+        log_likelihoods = _choice_log_likelihoods(
+            model, tokenizer, [contexts[i] for i in rows], batch
+        )
+        if normalize != "none":
+            lengths = torch.tensor(
+                [
+                    [
+                        len(tokenizer.encode(" " + c)) if normalize == "token" else len(c) + 1
+                        for c in q.choices
+                    ]
+                    for q in batch
+                ],
+                dtype=torch.float64,
+            )
+            log_likelihoods = log_likelihoods / lengths
+        scores[rows] = log_likelihoods
+    probabilities = torch.softmax(scores, dim=-1).numpy()
+    return MCResult(probabilities, np.array([q.answer for q in questions]))
+
+
+def _choice_log_likelihoods(
+    model: torch.nn.Module,
+    tokenizer: Encoder,
+    contexts: Sequence[Sequence[int]],
+    questions: Sequence[MCQuestion],
+) -> torch.Tensor:
+    """``(len(questions), n_choices)`` summed log-probabilities of each choice's tokens."""
+    from llmcourse.nn.kv_cache import KVCache
+
+    device = next(model.parameters()).device
+    n_choices = len(questions[0].choices)
+    # 1. The contexts, left-padded, once: their cache and the distribution of the next token.
+    width = max(len(c) for c in contexts)
+    ids = torch.zeros(len(contexts), width, dtype=torch.long)
+    mask = torch.zeros(len(contexts), width, dtype=torch.long)
+    for row, context in enumerate(contexts):
+        ids[row, width - len(context) :] = torch.tensor(context)
+        mask[row, width - len(context) :] = 1
+    cache = KVCache()
+    first = (
+        model(
+            ids.to(device),
+            attention_mask=None if bool(mask.all()) else mask.to(device),
+            kv_cache=cache,
+        )
+        .logits[:, -1]
+        .float()
+        .log_softmax(-1)
+    )
+    # 2. One row per (question, choice): the context's cache copied, the choice right-padded.
+    rows = torch.arange(len(contexts), device=device).repeat_interleave(n_choices)
+    cache.reorder(rows)
+    choices = [tokenizer.encode(" " + c) for q in questions for c in q.choices]
+    if any(len(c) == 0 for c in choices):
+        raise ValueError("Every choice must be at least one token long.")
+    length = max(len(c) for c in choices)
+    tokens = torch.zeros(len(choices), length, dtype=torch.long)
+    real = torch.zeros(len(choices), length, dtype=torch.bool)
+    for row, choice in enumerate(choices):
+        tokens[row, : len(choice)] = torch.tensor(choice)
+        real[row, : len(choice)] = True
+    tokens, real = tokens.to(device), real.to(device)
+    full_mask = torch.cat([mask.to(device)[rows], real.long()], dim=1)
+    logits = model(tokens, attention_mask=full_mask, kv_cache=cache).logits.float()
+    # 3. Token 0 of a choice is scored by the context's last position, token j by choice
+    #    position j - 1; padding scores nothing.
+    log_probs = torch.empty(len(choices), length, device=device)
+    log_probs[:, 0] = first[rows].gather(-1, tokens[:, :1]).squeeze(-1)
+    if length > 1:
+        later = logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+        log_probs[:, 1:] = later
+    total = (log_probs * real).sum(-1).double().cpu()
+    return total.reshape(len(questions), n_choices)
 
 
 def _passages(text: str, lines_per_passage: int) -> list[str]:

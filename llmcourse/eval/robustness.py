@@ -18,9 +18,11 @@ import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llmcourse.eval.multiple_choice import MCQuestion
+
+Score = TypeVar("Score")
 
 Perturbation = Literal["typos", "case", "whitespace"]
 PERTURBATIONS: tuple[Perturbation, ...] = ("typos", "case", "whitespace")
@@ -53,18 +55,20 @@ def perturb(text: str, kind: Perturbation, rate: float = 0.2, seed: int = 0) -> 
 
 
 def robustness_report(
-    score: Callable[[Sequence[MCQuestion]], float],
+    score: Callable[[Sequence[MCQuestion]], Score],
     questions: Sequence[MCQuestion],
     kinds: Sequence[Perturbation] = PERTURBATIONS,
     rate: float = 0.2,
     seed: int = 0,
-    clean: float | None = None,
-) -> dict[str, float]:
+    clean: Score | None = None,
+) -> dict[str, Score]:
     """``{"clean": score(questions), kind: score(perturbed questions), ...}``.
 
     ``score`` maps a list of questions to a number (e.g. accuracy from
-    ``score_multiple_choice``); only each question's text is perturbed. ``clean``: the score of
-    the unperturbed questions when you already have it, to skip scoring them again.
+    ``score_multiple_choice``) or to anything else, such as the per-question ``correct`` array
+    that a paired bootstrap of the drop needs; only each question's text is perturbed.
+    ``clean``: the score of the unperturbed questions when you already have it, to skip
+    scoring them again.
     """
     report = {"clean": score(questions) if clean is None else clean}
     for kind in kinds:

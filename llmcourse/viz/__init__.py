@@ -1,5 +1,7 @@
 """Plots and ipywidgets explorers for the lessons (import the submodules directly).
 
+- ``theme``: ``set_theme()``, the one look of every lesson's figures (seaborn, colour-blind
+  palette), called once after a lesson's imports; exported here as ``llmcourse.viz.set_theme``;
 - ``attention``: ``AttentionExplorer`` and attention-map plots of any llmcourse model;
 - ``positional``: sinusoidal encodings, RoPE's decay with distance, ALiBi's penalties;
 - ``scaling``: ``ScalingExplorer``, compute-optimal models against published ones;
