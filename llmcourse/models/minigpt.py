@@ -52,8 +52,8 @@ class MiniGPTConfig:
 
 # What makes a ModelConfig GPT-2-shaped (sizes aside): compared by ``from_decoder_lm``.
 _GPT2_SHAPE = (
-    "architecture", "position", "norm", "norm_eps", "has_norm_bias", "norm_placement",
-    "parallel_block", "mlp", "ffn_dim", "bias", "kv_heads", "head_size", "scale_attention",
+    "architecture", "position", "norm", "norm_eps", "norm_bias", "norm_placement",
+    "parallel_block", "mlp", "d_ff", "bias", "n_kv_head", "head_dim", "scale_attention",
     "sliding_window", "n_expert", "tie_embeddings", "embedding_norm", "type_vocab_size",
 )  # fmt: skip
 
