@@ -2,6 +2,7 @@
 
     python -m llmcourse.train --preset shakespeare-char --max-steps 300
     torchrun --standalone --nproc_per_node=2 -m llmcourse.train --max-steps 30 --parallel fsdp
+    python -m llmcourse.train grpo --seeds 0 1 2     # GRPO on arithmetic (llmcourse.train.rlvr_cli)
 
 Every ``TrainConfig`` field is a flag (``--batch-size``, ``--lr``, ``--eval-every``, ...) that
 overrides the preset; a few model flags (``--n-layer``, ``--d-model``, ...) change its size.
@@ -18,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import types
 import typing
 from pathlib import Path
@@ -86,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """Run the CLI; returns the result dict on rank 0 (None elsewhere)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "grpo":  # RL with verifiable rewards: llmcourse.train.rlvr_cli
+        from llmcourse.train.rlvr_cli import grpo_main
+
+        return grpo_main(argv[1:])
     args = vars(build_parser().parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])
