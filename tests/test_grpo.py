@@ -22,6 +22,7 @@ from llmcourse.train import (
     masked_normalize,
     policy_gradient_loss,
 )
+from llmcourse.train.logprobs import gather_logprobs
 from llmcourse.train.ppo import clipped_surrogate, kl_estimate, kl_from_logits
 
 VOCAB = 12
@@ -320,7 +321,7 @@ def test_grpo_config_errors_say_what_to_do():
 @pytest.mark.slow
 def test_compare_command_writes_the_results_file_at_a_tiny_size(tmp_path, capsys):
     from llmcourse.train.cli import main
-    from llmcourse.train.rlvr import METHODS, load_results
+    from llmcourse.train.rl_compare import METHODS, load_results
 
     out = tmp_path / "rl.json"
     main(["grpo", "--compare", "--size", "tiny", "--seeds", "0", "1", "--out", str(out)])
@@ -348,3 +349,51 @@ def test_grpo_command_prints_its_result_per_seed(capsys):
     assert out.count("held-out accuracy") == 2 and "RESULT " in out
     assert [run["seed"] for run in summary["runs"]] == [0, 1]
     assert 0 <= summary["grpo_accuracy_mean"] <= 1 and summary["runs"][0]["rollouts"] == 3
+
+
+def test_log_probs_are_those_of_the_tempered_distribution_that_sampled():
+    lm = tiny_lm()
+    config = grpo_config(temperature=2.0)
+    task = GRPOTask(copy.deepcopy(lm), prefer_seven, prompt_fn, config)
+    rows, _ = task.rollout(copy.deepcopy(lm).eval())
+    tempered = gather_logprobs(lm(rows["tokens"]).logits[:, :-1] / 2.0, rows["tokens"][:, 1:])
+    torch.testing.assert_close(rows["old_logprobs"], tempered)
+    _, metrics = task.loss(lm, rows)  # at the sampling policy the ratio is 1: nothing clipped
+    assert metrics["clip_fraction"].item() == 0.0
+    with pytest.raises(ValueError, match="temperature > 0"):
+        grpo_config(temperature=0.0)
+
+
+def test_dpo_with_an_nll_term_adds_the_chosen_answers_mean_nll():
+    from llmcourse.tokenizers import CharTokenizer
+    from llmcourse.train.dpo import DPOTask, preference_batches
+    from llmcourse.train.logprobs import sequence_logprobs
+    from llmcourse.train.preferences import PreferencePair
+
+    tokenizer = CharTokenizer().train("abcdefg")
+    pairs = [PreferencePair("ab", "cde", "f"), PreferencePair("ba", "g", "ccd")]
+    batch = preference_batches(tokenizer, pairs)
+    policy, reference = tiny_lm(seed=1), tiny_lm(seed=2)
+    plain, _ = DPOTask(reference, beta=0.1).loss(policy, batch)
+    with_nll, metrics = DPOTask(reference, beta=0.1, nll_coef=0.5).loss(policy, batch)
+    chosen = batch["chosen"]
+    mean_nll = -sequence_logprobs(
+        policy, chosen["input_ids"], chosen["labels"], chosen["attention_mask"], average=True
+    )
+    assert with_nll.item() == pytest.approx(plain.item() + 0.5 * mean_nll.sum().item(), rel=1e-5)
+    assert metrics["chosen_nll"].item() == pytest.approx(mean_nll.sum().item(), rel=1e-5)
+
+
+def test_cached_sft_start_trains_once_then_loads(tmp_path, monkeypatch):
+    from llmcourse.train.rlvr import RLVRConfig, cached_sft_start
+
+    monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
+    config = RLVRConfig.tiny().replace(sft_steps=10, sft_check_every=5)
+    model, history = cached_sft_start(config, seed=3)
+    again, history_again = cached_sft_start(config, seed=3)
+    assert history == history_again and history[-1]["step"] == 10
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert len(list((tmp_path / "arithmetic-sft").iterdir())) == 1
+    cached_sft_start(config, seed=4)  # another seed, another entry
+    assert len(list((tmp_path / "arithmetic-sft").iterdir())) == 2

@@ -16,10 +16,11 @@ its loss: ``sft`` (response-only loss, packing, task metrics), ``lora`` (low-ran
 greedy decoding), ``preferences`` (rule-based raters that stand in for people), ``reward``
 (Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses) and ``ppo_task`` (rollouts and
 the PPO loss), ``dpo``, ``grpo`` (group-normalised advantages, policy-gradient losses, token /
-sequence / constant averaging, ``GRPOTask``) and ``rlvr`` (RL with verifiable rewards on the
-arithmetic task: SFT start, evaluation, the SFT/DPO/PPO/GRPO comparison, ``python -m
-llmcourse.train grpo``); ``logprobs`` and ``masked`` (``masked_mean``, ``masked_normalize``) are
-what they share. ``sgns`` trains skip-gram word vectors
+sequence / constant averaging, ``GRPOTask``), ``rlvr`` (RL with verifiable rewards on the
+arithmetic task: the SFT start, GRPO from it, held-out evaluation) and ``rl_compare`` (more SFT,
+DPO, PPO and GRPO at equal compute into a results file; ``python -m llmcourse.train grpo``,
+``rlvr_cli``); ``logprobs`` and ``masked`` (``masked_mean``, ``masked_normalize``) are what they
+share. ``sgns`` trains skip-gram word vectors
 (lesson 02). ``tiny_gpt`` is the base model they start from: the ``presets`` model, pretrained
 once and cached.
 """

@@ -198,6 +198,10 @@ class GRPOConfig:
             )
         if self.kl_coef < 0 or self.clip <= 0 or self.max_new_tokens < 1 or self.epochs < 1:
             raise ValueError("Need kl_coef ≥ 0, clip > 0, max_new_tokens ≥ 1 and epochs ≥ 1.")
+        if self.temperature <= 0:
+            raise ValueError(
+                f"temperature={self.temperature}: GRPO needs sampled answers (temperature > 0)."
+            )
 
     @property
     def rollout_size(self) -> int:
@@ -292,6 +296,14 @@ class GRPOTask(Task):
                 self.sample_generator.set_state(self._sample_state)
         return self.sample_generator
 
+    def _logits(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(batch, seq - 1, vocab)`` of the distribution the rollout samples
+        from: divided by the sampling temperature, so that π_old, π_θ and π_ref in the ratio
+        and the KL are the distributions the tokens were drawn from (at T = 1, the model's)."""
+        logits = model(tokens).logits[:, :-1]
+        temperature = self.config.temperature
+        return logits if temperature == 1.0 else logits / temperature
+
     # -- collect ------------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self, model: nn.Module) -> tuple[dict[str, torch.Tensor], Metrics]:
@@ -311,9 +323,9 @@ class GRPOTask(Task):
         )
         prompt_len = prompts.shape[1]
         mask = response_mask(tokens, prompt_len, config.stop_token)
-        logits = model(tokens).logits[:, :-1]
+        logits = self._logits(model, tokens)
         old_logprobs = gather_logprobs(logits, tokens[:, 1:])
-        ref_logprobs = gather_logprobs(self.reference(tokens).logits[:, :-1], tokens[:, 1:])
+        ref_logprobs = gather_logprobs(self._logits(self.reference, tokens), tokens[:, 1:])
         rewards = torch.as_tensor(
             self.reward_fn(prompts, response_ids(tokens, mask, prompt_len)),
             dtype=torch.float32,
@@ -364,7 +376,7 @@ class GRPOTask(Task):
         """The per-token loss (+ β·k3 with ``kl_placement="loss"``), aggregated (a sum over the
         units ``count`` counts)."""
         config, mask = self.config, batch["mask"]
-        logprobs = gather_logprobs(model(batch["tokens"]).logits[:, :-1], batch["tokens"][:, 1:])
+        logprobs = gather_logprobs(self._logits(model, batch["tokens"]), batch["tokens"][:, 1:])
         per_token, clipped = policy_gradient_loss(
             logprobs,
             config.loss_type,

@@ -1,24 +1,19 @@
-"""RL with verifiable rewards on arithmetic: an SFT start, held-out evaluation, and one honest
-comparison of more SFT, DPO, PPO and GRPO from that start.
+"""RL with verifiable rewards on arithmetic: the SFT start, GRPO from it, held-out evaluation.
 
 The recipe of reasoning models (DeepSeek-AI 2025; Lambert et al. 2024, Tülu 3, "RLVR"): a model
 that has seen demonstrations (SFT) samples answers, a program checks them, and RL raises the
 share it gets right. Here, on ``llmcourse.data.arithmetic``:
 
 1. ``sft_start``: a small character GPT (``arithmetic_model``, 3 layers) trained on
-   demonstrations ``"37+45=82<eos>"`` of training-split problems;
-2. one more phase from that start (``run_method``): GRPO (``llmcourse.train.grpo``), PPO with a
-   value head (``ppo_task``), offline DPO on pairs of the start's own right and wrong answers
-   (``dpo``), or simply more SFT. Each gets the **same compute** as GRPO, counted in FLOPs as
-   2N per token a model reads without gradients and 6N per token it trains on (N parameters;
-   Kaplan et al. 2020), with responses at their longest (``budget``);
+   demonstrations ``"37+45=82<eos>"`` of training-split problems until it gets 30 % of a fixed
+   set of *training* problems right (``cached_sft_start`` keeps it in the course cache);
+2. ``run_grpo``: GRPO (``llmcourse.train.grpo``) from a copy of that start, which stays frozen
+   as the reference;
 3. ``evaluate_policy``: accuracy of greedy answers on held-out problems, pass@1 and pass@k of
    sampled ones (``llmcourse.eval.pass_at_k``), the KL to the start and the response length.
 
-``python -m llmcourse.train grpo`` runs 1-3 with GRPO over several seeds; with ``--compare`` it
-runs every method and writes ``rl_arithmetic.json`` and ``.md`` (``RESULTS``, which lesson 09
-loads with ``load_results``). More SFT can win here: every training problem comes with its
-answer, and RL is for rewards you can check but cannot demonstrate.
+``llmcourse.train.rl_compare`` runs more SFT, DPO and PPO from the same start at the same
+compute; ``python -m llmcourse.train grpo`` (``rlvr_cli``) runs both from the command line.
 """
 
 from __future__ import annotations
@@ -28,15 +23,8 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
-import platform
-import statistics
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,19 +46,20 @@ from llmcourse.eval.passk import mean_pass_at_k
 from llmcourse.infer import generate
 from llmcourse.models import DecoderLM
 from llmcourse.tokenizers import CharTokenizer
-from llmcourse.train.batches import TensorRows
+from llmcourse.train.checkpoints import model_from_checkpoint
 from llmcourse.train.config import TrainConfig
-from llmcourse.train.dpo import DPOTask, preference_batches
 from llmcourse.train.grpo import GRPOConfig, GRPOTask
 from llmcourse.train.ppo import kl_from_logits
-from llmcourse.train.ppo_task import PolicyWithValue, PPOConfig, PPOTask
-from llmcourse.train.preferences import PreferencePair
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.trainer import Trainer
+from llmcourse.utils.checkpoint import save_checkpoint
+from llmcourse.utils.paths import cache_dir
 from llmcourse.utils.seed import seed_everything
 
-RESULTS = Path(__file__).resolve().parent / "results" / "rl_arithmetic.json"
-METHODS = ("SFT start", "more SFT", "SFT → DPO", "SFT → PPO", "SFT → GRPO")
+SFT_FIELDS = (
+    "digits", "ops", "held_out", "n_layer", "d_model", "n_head", "context_length", "sft_steps",
+    "sft_batch_size", "sft_lr", "sft_target", "sft_check_every", "sft_check_problems",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,6 +95,12 @@ class RLVRConfig:
     dpo_lr: float = 2e-5
     dpo_batch_size: int = 64
     dpo_sampling_share: float = 0.25
+    dpo_nll_coef: float = 1.0  # "SFT → DPO + NLL" (Pang et al. 2024)
+    # "SFT → GRPO, lax checker": rewarded when the answer appears anywhere in the response,
+    # sampled hotter and allowed longer answers, so that the policy can find the loophole.
+    lax_checker: str = "contains"
+    lax_temperature: float = 2.0
+    lax_max_new_tokens: int = 8
     # Evaluation: greedy answers to eval_problems held-out problems; eval_samples sampled
     # answers to the first sample_problems of them for pass@k and the KL.
     eval_problems: int = 500
@@ -179,7 +174,7 @@ def arithmetic_model(config: RLVRConfig, seed: int) -> DecoderLM:
     return DecoderLM(model_config)
 
 
-def _sft_trainer(
+def sft_trainer(
     model: nn.Module,
     config: RLVRConfig,
     steps: int,
@@ -214,7 +209,7 @@ def sft_start(
     fixed step count would start some seeds before the jump and some after it.
     """
     model = arithmetic_model(config, seed)
-    trainer = _sft_trainer(model, config, config.sft_steps, seed,
+    trainer = sft_trainer(model, config, config.sft_steps, seed,
                            warmup_steps=min(20, config.sft_steps // 10),
                            progress_bar=progress_bar)  # fmt: skip
     check = config.problems.sample(
@@ -227,6 +222,30 @@ def sft_start(
         if config.sft_target is not None and accuracy["accuracy"] >= config.sft_target:
             break
     return model.eval(), trainer.history
+
+
+def cached_sft_start(
+    config: RLVRConfig | None = None, seed: int = 0, retrain: bool = False, verbose: bool = False
+) -> tuple[DecoderLM, list[dict[str, Any]]]:
+    """``sft_start``, trained once and kept in the course cache under a hash of the fields it
+    depends on (``SFT_FIELDS``) and the seed; later calls load it in a fraction of a second.
+    ``llmcourse data`` calls it at set-up (lesson 09 starts from it)."""
+    config = config or RLVRConfig()
+    recipe = {name: getattr(config, name) for name in SFT_FIELDS} | {"seed": seed}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    folder = cache_dir() / "arithmetic-sft" / key
+    weights, log = folder / "model.safetensors", folder / "history.json"
+    if retrain or not (weights.is_file() and log.is_file()):
+        model, history = sft_start(config, seed, progress_bar=verbose)
+        folder.mkdir(parents=True, exist_ok=True)
+        # History first, weights last: a run killed in between leaves no weights, so it retrains.
+        partial = folder / "history.json.partial"
+        partial.write_text(json.dumps({"recipe": recipe, "history": history}, indent=1))
+        partial.replace(log)
+        extra = {"model_class": "DecoderLM", "model_config": model.config.to_dict()}
+        save_checkpoint(weights, {"model": model.state_dict(), "extra": extra})
+    model = model_from_checkpoint(weights)
+    return model, json.loads(log.read_text())["history"]
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -243,23 +262,26 @@ def evaluate_policy(
     max_new_tokens: int = 4,
     ks: Sequence[int] = (1, 4, 8),
     seed: int = 0,
-    checker: str = "exact",
+    checkers: Sequence[str] = ("exact",),
 ) -> dict[str, float]:
     """Held-out numbers of a policy on ``problems``.
 
-    ``accuracy``: greedy answers judged by ``checker`` (and ``accuracy_se``, its binomial
-    standard error). From ``samples`` answers sampled at temperature 1 to each of the first
-    ``sample_problems`` problems: ``pass@k`` (unbiased, for each k ≤ samples), ``reward`` (the
-    share of samples right), ``response_length`` (tokens, <eos> included) and, given the
-    ``reference``, ``kl``: Σ_t KL(π(·|prefix) ‖ π_ref(·|prefix)) over a sampled response, in
-    nats, averaged (``kl_from_logits``: exact per position, so not noisy like k1).
+    ``accuracy``: greedy answers judged by the first of ``checkers`` (and ``accuracy_se``, its
+    binomial standard error); ``accuracy_<name>`` by each other checker. From ``samples``
+    answers sampled at temperature 1 to each of the first ``sample_problems`` problems, judged
+    by the first checker: ``pass@k`` (unbiased, for each k ≤ samples), ``reward`` (the share of
+    samples right), ``response_length`` (tokens, <eos> included) and, given the ``reference``,
+    ``kl``: Σ_t KL(π(·|prefix) ‖ π_ref(·|prefix)) over a sampled response, in nats, averaged
+    (``kl_from_logits``: exact per position, so less noisy than k1 or k3).
     """
     tokenizer = arithmetic_tokenizer()
     model.eval()
     prompts = encode_prompts(tokenizer, problems).to(next(model.parameters()).device)
     prompt_len = prompts.shape[1]
 
-    def judge(tokens: torch.Tensor, chosen: Sequence[Problem]) -> tuple[list[bool], torch.Tensor]:
+    def judge(
+        tokens: torch.Tensor, chosen: Sequence[Problem], checker: str
+    ) -> tuple[list[bool], torch.Tensor]:
         mask = response_mask(tokens, prompt_len, tokenizer.eos_id)
         texts = [response_text(tokenizer, ids) for ids in response_ids(tokens, mask, prompt_len)]
         verdicts = [
@@ -269,12 +291,15 @@ def evaluate_policy(
         return verdicts, mask
 
     greedy = generate(model, prompts, max_new_tokens, temperature=0.0, stop_tokens=tokenizer.eos_id)
-    correct, _ = judge(greedy, problems)
-    accuracy = sum(correct) / len(correct)
-    result = {
-        "accuracy": accuracy,
-        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / len(correct)),
-    }
+    result: dict[str, float] = {}
+    for index, checker in enumerate(checkers):
+        correct, _ = judge(greedy, problems, checker)
+        accuracy = sum(correct) / len(correct)
+        if index == 0:
+            result["accuracy"] = accuracy
+            result["accuracy_se"] = math.sqrt(accuracy * (1 - accuracy) / len(correct))
+        else:
+            result[f"accuracy_{checker}"] = accuracy
     if samples:
         chosen = list(problems[:sample_problems])
         repeated = prompts[: len(chosen)].repeat_interleave(samples, dim=0)
@@ -283,7 +308,7 @@ def evaluate_policy(
             model, repeated, max_new_tokens, temperature=1.0, stop_tokens=tokenizer.eos_id,
             generator=generator,
         )  # fmt: skip
-        verdicts, mask = judge(tokens, [p for p in chosen for _ in range(samples)])
+        verdicts, mask = judge(tokens, [p for p in chosen for _ in range(samples)], checkers[0])
         right = torch.tensor(verdicts, dtype=torch.float32).view(len(chosen), samples)
         for k in ks:
             if k <= samples:
@@ -297,39 +322,19 @@ def evaluate_policy(
     return result
 
 
-# -- the methods, at equal compute ---------------------------------------------------------------
+# -- GRPO from the start -------------------------------------------------------------------------
 
 
 def parameter_count(model: nn.Module) -> int:
+    """N, every parameter (the embeddings of a 20-character vocabulary are a rounding error)."""
     return sum(p.numel() for p in model.parameters())
 
 
-def budget(config: RLVRConfig, n_params: int) -> dict[str, Any]:
-    """GRPO's FLOPs, and what the other methods do with the same amount.
-
-    Per GRPO rollout of R responses of L tokens: sampling (2N·R·L), π_old's and π_ref's
-    log-probs (2 × 2N·R·L) and one training pass (6N·R·L). PPO runs the same rollouts (its
-    value head adds under 0.1 %). An SFT step of B demonstrations costs 6N·B·L; DPO spends
-    ``dpo_sampling_share`` of the budget sampling G answers per training prompt (2N·G·L each)
-    and the rest on steps of B pairs (policy 2 × 6N·L and reference 2 × 2N·L per pair).
-    """
-    n, length = n_params, config.seq_len
-    responses = config.prompts_per_rollout * config.group_size
-    flops = config.rollouts * responses * length * n * (2 + 2 + 2 + 6)
-    sft_steps = round(flops / (6 * n * config.sft_batch_size * length))
-    dpo_prompts = round(config.dpo_sampling_share * flops / (2 * n * config.group_size * length))
-    dpo_steps = round(
-        (1 - config.dpo_sampling_share) * flops / (16 * n * length * config.dpo_batch_size)
-    )
-    return {
-        "flops": flops,
-        "sft_steps": sft_steps,
-        "dpo_prompts": dpo_prompts,
-        "dpo_steps": dpo_steps,
-    }
-
-
-def _rl_train_config(config: RLVRConfig, steps_per_rollout: int, seed: int, **changes: Any):
+def rl_train_changes(
+    config: RLVRConfig, steps_per_rollout: int, seed: int, **changes: Any
+) -> dict[str, Any]:
+    """``TrainConfig`` changes every RL phase shares: a short warm-up (Adam's first steps from
+    a fresh state are large) and the seed."""
     return {
         "warmup_steps": min(config.rl_warmup_steps, config.rollouts * steps_per_rollout),
         "seed": seed,
@@ -355,14 +360,11 @@ def run_grpo(
     held_out = config.problems.held_out_set(config.eval_problems)
 
     def held_out_accuracy(model: nn.Module) -> dict[str, float]:
-        numbers = {}
-        for name in dict.fromkeys(("exact", checker)):
-            key = "accuracy" if name == "exact" else f"accuracy_{name}"
-            numbers[key] = evaluate_policy(
-                model, held_out, samples=0, max_new_tokens=grpo_config.max_new_tokens,
-                checker=name,
-            )["accuracy"]  # fmt: skip
-        return numbers
+        numbers = evaluate_policy(
+            model, held_out, samples=0, max_new_tokens=grpo_config.max_new_tokens,
+            checkers=tuple(dict.fromkeys(("exact", checker))),
+        )  # fmt: skip
+        return {k: v for k, v in numbers.items() if k.startswith("accuracy") and k[-3:] != "_se"}
 
     task = GRPOTask(
         copy.deepcopy(start).eval(),
@@ -373,260 +375,9 @@ def run_grpo(
         evaluate_fn=held_out_accuracy if eval_every else None,
     )
     policy = copy.deepcopy(start)
-    changes = _rl_train_config(
+    changes = rl_train_changes(
         config, grpo_config.steps_per_rollout, seed, progress_bar=progress_bar,
         eval_every=eval_every * grpo_config.steps_per_rollout,
     )  # fmt: skip
     trainer = Trainer(policy, grpo_config.train_config(config.rollouts, **changes), task=task)
     return policy.eval(), trainer.fit().history
-
-
-def run_ppo(
-    start: nn.Module, config: RLVRConfig, seed: int, progress_bar: bool = False
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """PPO with a value head on the same rollouts as GRPO (R independent prompts instead of
-    R / G prompts × G answers), the same optimiser and KL coefficient, fixed."""
-    tokenizer = arithmetic_tokenizer()
-    ppo_config = PPOConfig(
-        batch_size=config.prompts_per_rollout * config.group_size,
-        minibatch_size=config.minibatch_size,
-        max_new_tokens=config.max_new_tokens,
-        ppo_epochs=1,
-        lr=config.rl_lr,
-        kl_coef=config.kl_coef,
-        target_kl=None,
-        stop_token=tokenizer.eos_id,
-    )
-    task = PPOTask(
-        copy.deepcopy(start).eval(),
-        ArithmeticReward(tokenizer),
-        config.problems.prompt_fn(tokenizer),
-        ppo_config,
-        seed=seed,
-    )
-    policy = PolicyWithValue(copy.deepcopy(start))
-    changes = _rl_train_config(
-        config, ppo_config.steps_per_rollout, seed, progress_bar=progress_bar
-    )
-    trainer = Trainer(policy, ppo_config.train_config(config.rollouts, **changes), task=task)
-    return policy.lm.eval(), trainer.fit().history
-
-
-@torch.no_grad()
-def answer_pairs(
-    model: nn.Module, config: RLVRConfig, n_prompts: int, seed: int
-) -> list[PreferencePair]:
-    """Preference pairs from the model's own answers: for each of ``n_prompts`` training
-    problems, ``group_size`` samples; every right answer is paired with a wrong one (as many
-    pairs as the smaller side has). Prompts whose answers are all right or all wrong give none.
-    """
-    tokenizer = arithmetic_tokenizer()
-    generator = torch.Generator().manual_seed(seed)
-    problems = config.problems.sample(n_prompts, generator, "train")
-    pairs: list[PreferencePair] = []
-    model.eval()
-    for start in range(0, len(problems), 512):
-        chunk = problems[start : start + 512]
-        prompts = encode_prompts(tokenizer, chunk).repeat_interleave(config.group_size, dim=0)
-        tokens = generate(
-            model, prompts, config.max_new_tokens, temperature=1.0,
-            stop_tokens=tokenizer.eos_id, generator=generator,
-        )  # fmt: skip
-        mask = response_mask(tokens, prompts.shape[1], tokenizer.eos_id)
-        answers = response_ids(tokens, mask, prompts.shape[1])
-        for index, problem in enumerate(chunk):
-            group = answers[index * config.group_size : (index + 1) * config.group_size]
-            texts = [tokenizer.decode(ids) for ids in group]  # "82<eos>" keeps its end token
-            right = [t for t, ids in zip(texts, group, strict=True)
-                     if check_answer(response_text(tokenizer, ids), problem.answer)]  # fmt: skip
-            wrong = sorted({t for t in texts if t not in right})
-            for chosen, rejected in zip(sorted(set(right)), wrong, strict=False):
-                pairs.append(PreferencePair(problem.prompt, chosen, rejected))
-    return pairs
-
-
-def run_dpo(
-    start: nn.Module, config: RLVRConfig, seed: int, progress_bar: bool = False
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Offline DPO on pairs of the start's right and wrong answers (``answer_pairs``), with the
-    budget ``budget`` leaves it."""
-    tokenizer = arithmetic_tokenizer()
-    plan = budget(config, parameter_count(start))
-    pairs = answer_pairs(start, config, plan["dpo_prompts"], seed)
-    if len(pairs) < config.dpo_batch_size:
-        raise ValueError(
-            f"Only {len(pairs)} preference pairs from {plan['dpo_prompts']} prompts: the start "
-            "answers (almost) everything right or wrong, so DPO has nothing to compare."
-        )
-    data = TensorRows(preference_batches(tokenizer, pairs, pad_id=tokenizer.eos_id))
-    train_config = TrainConfig(
-        max_steps=max(1, plan["dpo_steps"]), batch_size=config.dpo_batch_size, lr=config.dpo_lr,
-        warmup_steps=min(config.rl_warmup_steps, plan["dpo_steps"]), weight_decay=0.0,
-        betas=(0.9, 0.999), schedule="constant", log_every=max(1, plan["dpo_steps"] // 20),
-        seed=seed, progress_bar=progress_bar,
-    )  # fmt: skip
-    policy = copy.deepcopy(start)
-    task = DPOTask(copy.deepcopy(start).eval(), beta=config.dpo_beta)
-    history = Trainer(policy, train_config, data, task=task).fit().history
-    history[0]["pairs"] = len(pairs)
-    return policy.eval(), history
-
-
-def run_more_sft(
-    start: nn.Module, config: RLVRConfig, seed: int, progress_bar: bool = False
-) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """SFT continued on fresh demonstrations, at the start's learning rate, for as many FLOPs
-    as GRPO spends."""
-    plan = budget(config, parameter_count(start))
-    policy = copy.deepcopy(start)
-    trainer = _sft_trainer(policy, config, max(1, plan["sft_steps"]), seed + 1000,
-                           progress_bar=progress_bar)  # fmt: skip
-    return policy.eval(), trainer.fit().history
-
-
-RUNNERS: dict[str, Callable[..., tuple[nn.Module, list[dict[str, Any]]]]] = {
-    "more SFT": run_more_sft,
-    "SFT → DPO": run_dpo,
-    "SFT → PPO": run_ppo,
-    "SFT → GRPO": run_grpo,
-}
-
-
-def evaluate_for(config: RLVRConfig, model: nn.Module, reference: nn.Module) -> dict[str, float]:
-    """``evaluate_policy`` on the config's held-out set (the same problems for every method)."""
-    return evaluate_policy(
-        model,
-        config.problems.held_out_set(config.eval_problems),
-        reference=reference,
-        samples=config.eval_samples,
-        sample_problems=config.sample_problems,
-        max_new_tokens=config.max_new_tokens,
-    )
-
-
-def run_seed(
-    config: RLVRConfig, seed: int, methods: Sequence[str] = METHODS, threads: int | None = None
-) -> dict[str, dict[str, Any]]:
-    """Each method from this seed's SFT start, evaluated on the held-out set, timed."""
-    if threads:
-        torch.set_num_threads(threads)
-    tick = time.perf_counter()
-    start, history = sft_start(config, seed)
-    start_seconds = time.perf_counter() - tick
-    entries = {}
-    for method in methods:
-        tick = time.perf_counter()
-        model = start if method == "SFT start" else RUNNERS[method](start, config, seed)[0]
-        seconds = start_seconds if method == "SFT start" else time.perf_counter() - tick
-        numbers = evaluate_for(config, model, start)
-        entries[method] = {"seed": seed, **numbers, "seconds": round(seconds, 1)}
-        if method == "SFT start":
-            entries[method]["steps"] = history[-1]["step"]
-        print(f"seed {seed} {method:12} accuracy {numbers['accuracy']:.3f} "
-              f"KL {numbers['kl']:.3f} ({seconds:.0f} s)", flush=True)  # fmt: skip
-    return entries
-
-
-def compare(
-    config: RLVRConfig, seeds: Sequence[int], methods: Sequence[str] = METHODS, jobs: int = 1
-) -> dict[str, Any]:
-    """``run_seed`` for every seed (``jobs`` > 1: that many processes of one thread each), then
-    per method the per-seed numbers with their mean and standard deviation, and the budget."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; choose from {list(METHODS)}.")
-    if jobs > 1:
-        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            n = len(seeds)
-            per_seed = list(pool.map(run_seed, [config] * n, seeds, [methods] * n, [1] * n))
-    else:
-        per_seed = [run_seed(config, seed, methods) for seed in seeds]
-    n_params = parameter_count(arithmetic_model(config, 0))
-    return {
-        "config": config.to_dict(),
-        "config_hash": config.hash,
-        "seeds": list(seeds),
-        "parameters": n_params,
-        "budget": budget(config, n_params),
-        "methods": {m: summarize([entries[m] for entries in per_seed]) for m in methods},
-    }
-
-
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-seed runs with the mean and the (n − 1) standard deviation of each number."""
-    names = [k for k, v in runs[0].items() if k != "seed" and isinstance(v, int | float)]
-    mean = {k: statistics.fmean(r[k] for r in runs) for k in names}
-    std = {k: statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0 for k in names}
-    return {"runs": runs, "mean": mean, "std": std}
-
-
-# -- the results file ---------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def write_results(results: dict[str, Any], path: str | Path, command: str) -> Path:
-    """``path`` (JSON) and the same name with ``.md``: the table, the command, the config hash,
-    the date and the machine."""
-    path = Path(path)
-    stamped = {
-        "command": command,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine(),
-        **results,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stamped, indent=1, ensure_ascii=False) + "\n")
-    path.with_suffix(".md").write_text(results_markdown(stamped))
-    return path
-
-
-def results_markdown(results: dict[str, Any]) -> str:
-    """The comparison as a markdown table (mean ± standard deviation over the seeds)."""
-
-    def cell(summary: dict[str, Any], key: str, digits: int = 3) -> str:
-        if key not in summary["mean"]:
-            return "–"
-        return f"{summary['mean'][key]:.{digits}f} ± {summary['std'][key]:.{digits}f}"
-
-    seeds, k = results["seeds"], results["config"]["eval_samples"]
-    lines = [
-        "# Arithmetic: SFT vs DPO vs PPO vs GRPO at equal compute",
-        "",
-        f"Command: `{results['command']}`  ",
-        f"Config hash `{results['config_hash']}`, {results['date']}, "
-        f"{results['machine']['processor']} ({results['machine']['platform']}), "
-        f"torch {results['machine']['torch']}, {results['machine']['threads']} thread(s).",
-        "",
-        f"Held-out problems, mean ± standard deviation over {len(seeds)} seeds {seeds}. "
-        f"Budget per method after the SFT start: {results['budget'].get('flops', 0):.3g} FLOPs.",
-        "",
-        f"| method | held-out accuracy (greedy) | pass@1 | pass@{k} | KL to start (nats) "
-        "| seconds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for method, summary in results["methods"].items():
-        lines.append(
-            f"| {method} | {cell(summary, 'accuracy')} | {cell(summary, 'pass@1')} | "
-            f"{cell(summary, f'pass@{k}')} | {cell(summary, 'kl')} | "
-            f"{cell(summary, 'seconds', 0)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def load_results(path: str | Path = RESULTS) -> dict[str, Any]:
-    """The committed comparison (``python -m llmcourse.train grpo --compare``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No results at {path}: run `python -m llmcourse.train grpo --compare` to make them."
-        )
-    return json.loads(path.read_text())

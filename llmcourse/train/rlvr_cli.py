@@ -25,16 +25,8 @@ from typing import Any, get_args
 import torch
 
 from llmcourse.train.grpo import Aggregation, KLPlacement, LossType
-from llmcourse.train.rlvr import (
-    METHODS,
-    RESULTS,
-    RLVRConfig,
-    compare,
-    evaluate_for,
-    run_grpo,
-    sft_start,
-    write_results,
-)
+from llmcourse.train.rl_compare import METHODS, RESULTS, compare, evaluate_for, write_results
+from llmcourse.train.rlvr import RLVRConfig, run_grpo, sft_start
 
 
 def build_parser() -> argparse.ArgumentParser:
