@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import multiprocessing
 import platform
 import statistics
@@ -53,6 +54,7 @@ from llmcourse.train.rlvr import (
     RLVRConfig,
     arithmetic_model,
     evaluate_policy,
+    greedy_answers,
     parameter_count,
     rl_train_changes,
     run_grpo,
@@ -63,6 +65,7 @@ from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rl_arithmetic.json"
+EXAMPLES = 6  # greedy answers kept per method and seed, to read what a number hides
 METHODS = (
     "SFT start",
     "more SFT",
@@ -257,17 +260,33 @@ def run_seed(
     start, history = sft_start(config, seed)
     start_seconds = time.perf_counter() - tick
     entries = {}
+    examples = config.problems.held_out_set(config.eval_problems)[:EXAMPLES]
     for method in methods:
         tick = time.perf_counter()
-        model = start if method == "SFT start" else RUNNERS[method](start, config, seed)[0]
-        seconds = start_seconds if method == "SFT start" else time.perf_counter() - tick
+        if method == "SFT start":
+            model, seconds = start, start_seconds
+        else:
+            model, history = RUNNERS[method](start, config, seed)
+            seconds = time.perf_counter() - tick
         numbers = evaluate_for(config, model, start)
         entries[method] = {"seed": seed, **numbers, "seconds": round(seconds, 1)}
-        if method == "SFT start":
-            entries[method]["steps"] = history[-1]["step"]
+        entries[method]["steps"] = history[-1]["step"]
+        entries[method]["curve"] = thin(history)
+        entries[method]["examples"] = greedy_answers(
+            model, examples, config.context_length - config.problems.prompt_length
+        )
         print(f"seed {seed} {method:12} accuracy {numbers['accuracy']:.3f} "
               f"KL {numbers['kl']:.3f} ({seconds:.0f} s)", flush=True)  # fmt: skip
     return entries
+
+
+def thin(history: list[dict[str, Any]], points: int = 40) -> list[dict[str, float]]:
+    """At most ``points`` log records (evenly spaced, the last included), with the numbers
+    that make a training curve: step, loss and, for RL, the rollout's reward, KL and length."""
+    keys = ("step", "rollout", "loss", "reward", "kl", "response_length", "entropy", "margin")
+    stride = max(1, math.ceil(len(history) / points))
+    chosen = history[::stride] + ([history[-1]] if (len(history) - 1) % stride else [])
+    return [{k: record[k] for k in keys if k in record} for record in chosen]
 
 
 def compare(

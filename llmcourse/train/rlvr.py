@@ -322,6 +322,20 @@ def evaluate_policy(
     return result
 
 
+@torch.no_grad()
+def greedy_answers(model: nn.Module, problems: Sequence[Problem], max_new_tokens: int) -> list[str]:
+    """``"17+83=100"``: each prompt with the model's greedy answer (up to its end token)."""
+    tokenizer = arithmetic_tokenizer()
+    model.eval()
+    prompts = encode_prompts(tokenizer, problems).to(next(model.parameters()).device)
+    tokens = generate(model, prompts, max_new_tokens, temperature=0.0, stop_tokens=tokenizer.eos_id)
+    mask = response_mask(tokens, prompts.shape[1], tokenizer.eos_id)
+    answers = response_ids(tokens, mask, prompts.shape[1])
+    return [
+        p.prompt + response_text(tokenizer, ids) for p, ids in zip(problems, answers, strict=True)
+    ]
+
+
 # -- GRPO from the start -------------------------------------------------------------------------
 
 
