@@ -397,3 +397,25 @@ def test_cached_sft_start_trains_once_then_loads(tmp_path, monkeypatch):
     assert len(list((tmp_path / "arithmetic-sft").iterdir())) == 1
     cached_sft_start(config, seed=4)  # another seed, another entry
     assert len(list((tmp_path / "arithmetic-sft").iterdir())) == 2
+
+
+def test_committed_results_have_every_method_and_seed_and_match_their_table():
+    """The file lesson 09 loads, made by `python -m llmcourse.train grpo --compare --seeds 0 1 2
+    --jobs 3`: shape, ranges, and the markdown table written from it."""
+    from llmcourse.train.rl_compare import METHODS, RESULTS, load_results, results_markdown
+    from llmcourse.train.rlvr import RLVRConfig
+
+    results = load_results()
+    assert results["command"] == "python -m llmcourse.train grpo --compare --seeds 0 1 2 --jobs 3"
+    assert results["config"] == RLVRConfig().to_dict()  # made with today's defaults
+    assert results["config_hash"] == RLVRConfig().hash
+    assert list(results["methods"]) == list(METHODS) and results["seeds"] == [0, 1, 2]
+    for method, summary in results["methods"].items():
+        assert [run["seed"] for run in summary["runs"]] == [0, 1, 2], method
+        for run in summary["runs"]:
+            for name in ("accuracy", "accuracy_contains", "pass@1", "pass@8", "reward"):
+                assert 0.0 <= run[name] <= 1.0, (method, name)
+            assert run["pass@1"] <= run["pass@4"] <= run["pass@8"]
+            assert run["accuracy"] <= run["accuracy_contains"]  # exact implies contained
+            assert run["kl"] >= -1e-6 and run["curve"] and len(run["examples"]) == 6
+    assert RESULTS.with_suffix(".md").read_text() == results_markdown(results)
