@@ -22,6 +22,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     (wheel,) = dist.glob("llmcourse-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "llmcourse/py.typed" in names
+    assert "llmcourse/train/results/rl_arithmetic.json" in names  # lesson 09 loads it
     assert not [n for n in names if n.startswith(("lessons/", "tests/", "solutions/"))]
 
     env_dir = tmp_path / "venv"
