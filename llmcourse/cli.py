@@ -54,6 +54,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
 
     pretrained_tiny_gpt(verbose=True)
+    # Lesson 09's GRPO starts from a small arithmetic model after SFT; train that once too.
+    from llmcourse.train.rlvr import cached_sft_start
+
+    cached_sft_start(verbose=True)
     return 0
 
 

@@ -21,10 +21,10 @@ from llmcourse.train.distill import DistillationTask, causal_distillation_loss
 from llmcourse.train.dpo import DPOTask, dpo_loss, implicit_rewards, preference_batches
 from llmcourse.train.heads import ClassificationCollator, ClassificationTask, SequenceClassifier
 from llmcourse.train.logprobs import gather_logprobs, sequence_logprobs
+from llmcourse.train.masked import masked_mean
 from llmcourse.train.ppo import (
     entropy_from_logits,
     kl_estimate,
-    masked_mean,
     ppo_policy_loss,
     ppo_value_loss,
 )

@@ -21,8 +21,9 @@ Then tokens: ``packing`` (tokenise, add EOS, cut into blocks), ``tokenfile`` (me
 uint16/uint32 files with a JSON header), ``loaders`` (causal-LM datasets), ``collators``
 (masked LM, T5 span corruption, supervised fine-tuning) and ``span_corruption`` (T5's noise);
 those import torch and are not imported here. Task data: ``instructions`` (instruction pairs
-from the plays and the Alpaca/ChatML templates) and ``folio`` (First Folio ↔ modern spelling
-line pairs for seq2seq).
+from the plays and the Alpaca/ChatML templates), ``folio`` (First Folio ↔ modern spelling
+line pairs for seq2seq) and ``arithmetic`` (problems with an exact checker and their own
+character tokenizer: the verifiable task of lesson 09's GRPO and the capstone).
 """
 
 from llmcourse.data.blocklist import BlocklistFilter

@@ -10,11 +10,15 @@
 - ``course_benchmark``: a few hundred four-way questions with keys taken from installed data
   (Python's docstrings, Shakespeare's plays), ``robustness_set``, ``to_records`` for export;
   ``play_questions``, the "which play?" part of it;
+- ``parse_gsm8k`` ("#### 42", else the last number), ``last_number``, ``parse_choice`` ("the
+  answer is (B)"): answers read from generated text; ``pass_at_k`` (Chen et al. 2021, unbiased)
+  and ``mean_pass_at_k`` over problems;
 - ``perturb`` and ``robustness_report``: accuracy under typos, casing and whitespace noise;
 - ``percentile``, ``summarize_latencies``, ``time_stream``: time to first token, tokens/s,
   p50/p95.
 """
 
+from llmcourse.eval.answers import last_number, normalize_number, parse_choice, parse_gsm8k
 from llmcourse.eval.bleu import BLEUResult, bleu, tokenize_13a
 from llmcourse.eval.calibration import (
     ReliabilityDiagram,
@@ -40,6 +44,7 @@ from llmcourse.eval.multiple_choice import (
     score_choice_likelihoods,
     score_multiple_choice,
 )
+from llmcourse.eval.passk import mean_pass_at_k, pass_at_k
 from llmcourse.eval.perplexity import (
     bits_per_byte,
     bits_per_byte_from_loss,
@@ -81,8 +86,14 @@ __all__ = [
     "format_cloze",
     "format_mmlu",
     "from_records",
+    "last_number",
     "lcs_length",
     "letter_token_ids",
+    "mean_pass_at_k",
+    "normalize_number",
+    "parse_choice",
+    "parse_gsm8k",
+    "pass_at_k",
     "percentile",
     "perplexity",
     "perplexity_from_log_probs",

@@ -15,7 +15,12 @@ its loss: ``sft`` (response-only loss, packing, task metrics), ``lora`` (low-ran
 ``distill`` (soft targets), ``heads`` (classification on an encoder), ``seq2seq`` (pairs and
 greedy decoding), ``preferences`` (rule-based raters that stand in for people), ``reward``
 (Bradley-Terry reward model), ``ppo`` (KL, GAE, clipped losses) and ``ppo_task`` (rollouts and
-the PPO loss), ``dpo``; ``logprobs`` is what they share. ``sgns`` trains skip-gram word vectors
+the PPO loss), ``dpo``, ``grpo`` (group-normalised advantages, policy-gradient losses, token /
+sequence / constant averaging, ``GRPOTask``), ``rlvr`` (RL with verifiable rewards on the
+arithmetic task: the SFT start, GRPO from it, held-out evaluation) and ``rl_compare`` (more SFT,
+DPO, PPO and GRPO at equal compute into a results file; ``python -m llmcourse.train grpo``,
+``rlvr_cli``); ``logprobs`` and ``masked`` (``masked_mean``, ``masked_normalize``) are what they
+share. ``sgns`` trains skip-gram word vectors
 (lesson 02). ``tiny_gpt`` is the base model they start from: the ``presets`` model, pretrained
 once and cached.
 """
@@ -25,7 +30,15 @@ from llmcourse.train.checkpoints import model_from_checkpoint
 from llmcourse.train.config import TrainConfig
 from llmcourse.train.distill import distillation_loss
 from llmcourse.train.dpo import dpo_loss
+from llmcourse.train.grpo import (
+    GRPOConfig,
+    GRPOTask,
+    aggregate_loss,
+    group_normalized_rewards,
+    policy_gradient_loss,
+)
 from llmcourse.train.lora import LoRALinear, apply_lora, load_lora, merge_lora, save_lora
+from llmcourse.train.masked import masked_mean, masked_normalize
 from llmcourse.train.objectives import (
     batch_loss,
     causal_lm_loss,
@@ -51,6 +64,8 @@ from llmcourse.train.tasks import LanguageModelTask, Task
 from llmcourse.train.trainer import Trainer, TrainResult
 
 __all__ = [
+    "GRPOConfig",
+    "GRPOTask",
     "LanguageModelTask",
     "LoRALinear",
     "NextSentenceHead",
@@ -58,6 +73,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "aggregate_loss",
     "apply_lora",
     "batch_loss",
     "bradley_terry_loss",
@@ -66,16 +82,20 @@ __all__ = [
     "dpo_loss",
     "factorization_order",
     "gae",
+    "group_normalized_rewards",
     "info_nce_loss",
     "kl_estimate",
     "load_lora",
     "lr_lambda",
     "masked_lm_loss",
+    "masked_mean",
+    "masked_normalize",
     "merge_lora",
     "model_from_checkpoint",
     "next_sentence_loss",
     "next_sentence_pairs",
     "permutation_masks",
+    "policy_gradient_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
     "prefix_lm_labels",

@@ -3,6 +3,7 @@
     python -m llmcourse.train --preset shakespeare-char --max-steps 300
     torchrun --standalone --nproc_per_node=2 -m llmcourse.train --max-steps 30 --parallel fsdp
     python -m llmcourse.train ladder --seeds 3          # a subcommand: see SUBCOMMANDS
+    python -m llmcourse.train grpo --seeds 0 1 2        # GRPO on arithmetic (train.rlvr_cli)
 
 A first argument naming a subcommand hands the rest of the command line to that module's
 ``main``; anything else trains a preset, as below.
@@ -41,7 +42,7 @@ from llmcourse.utils.distributed import cleanup_distributed, init_distributed
 from llmcourse.utils.seed import seed_everything
 
 # Subcommands: name → module with ``main(argv)`` (imported only when asked for).
-SUBCOMMANDS = {"ladder": "llmcourse.train.ladder"}
+SUBCOMMANDS = {"ladder": "llmcourse.train.ladder", "grpo": "llmcourse.train.rlvr_cli"}
 MODEL_FLAGS = ("n_layer", "n_head", "d_model", "context_length", "dropout")
 NOT_FLAGS = ("objective", "decoder_start_id")  # the presets are causal language models
 

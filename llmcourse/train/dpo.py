@@ -15,7 +15,9 @@ data: a free check that the pipeline is wired correctly. β plays the role of th
 ``DPOTask`` trains with it on ``Trainer``: rows of ``preference_batches`` (``TensorRows``) are
 the data, the frozen reference scores each minibatch without gradients, and the logged
 ``margin`` and ``accuracy`` are the implicit reward margin and the share of pairs it orders
-right.
+right. The loss only asks the chosen response to gain on the rejected one, so both can lose
+likelihood together; on maths, Pang et al. (2024, iterative RPO) add the chosen response's
+negative log-likelihood per token, α·(−log π_θ(y_c|x)/|y_c|), which ``nll_coef`` = α does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.data.collators import SFTCollator
+from llmcourse.data.collators import IGNORE_INDEX, SFTCollator
 from llmcourse.train.logprobs import sequence_logprobs
 from llmcourse.train.preferences import PreferencePair
 from llmcourse.train.sft import encode_text
@@ -103,10 +105,12 @@ class DPOTask(Task):
 
     name = "DPO"
 
-    def __init__(self, reference: nn.Module, beta: float = 0.1) -> None:
+    def __init__(self, reference: nn.Module, beta: float = 0.1, nll_coef: float = 0.0) -> None:
         if beta <= 0:
             raise ValueError(f"beta must be positive, got {beta}.")
-        self.reference, self.beta = reference, beta
+        if nll_coef < 0:
+            raise ValueError(f"nll_coef must be ≥ 0, got {nll_coef}.")
+        self.reference, self.beta, self.nll_coef = reference, beta, nll_coef
 
     def frozen_models(self) -> dict[str, nn.Module]:
         return {"reference": self.reference}
@@ -127,4 +131,10 @@ class DPOTask(Task):
             margin = implicit_rewards(chosen, ref_chosen, self.beta) - implicit_rewards(
                 rejected, ref_rejected, self.beta
             )
-        return loss, {"margin": margin.sum(), "accuracy": (margin > 0).sum()}
+        metrics = {"margin": margin.sum(), "accuracy": (margin > 0).sum()}
+        if self.nll_coef:
+            lengths = (batch["chosen"]["labels"][:, 1:] != IGNORE_INDEX).sum(-1).clamp(min=1)
+            nll = (-chosen / lengths).sum()  # per-token NLL of each chosen response, summed
+            loss = loss + self.nll_coef * nll
+            metrics["chosen_nll"] = nll.detach()
+        return loss, metrics

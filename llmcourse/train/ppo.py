@@ -36,23 +36,17 @@ from typing import Literal
 
 import torch
 
+from llmcourse.train.masked import masked_mean, masked_normalize
+
 KLEstimator = Literal["k1", "k2", "k3"]
 Reduction = Literal["mean", "sum"]
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is 1 (all of them when ``mask`` is None)."""
-    if mask is None:
-        return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
 def _reduce(values: torch.Tensor, mask: torch.Tensor | None, reduction: Reduction) -> torch.Tensor:
     if reduction == "mean":
         return masked_mean(values, mask)
     if reduction == "sum":
-        return values.sum() if mask is None else (values * mask.to(values.dtype)).sum()
+        return masked_normalize(values, mask)
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
 
 
@@ -80,6 +74,16 @@ def kl_estimate(
     if estimator == "k3":
         return torch.expm1(log_ratio) - log_ratio
     raise ValueError(f"estimator must be 'k1', 'k2' or 'k3', got {estimator!r}.")
+
+
+def kl_from_logits(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Exact KL(π_θ(·|prefix) ‖ π_ref(·|prefix)) of each next-token distribution: ``(..., vocab)``
+    → ``(...)``. Summed over the positions of sampled responses it estimates the sequence KL
+    with far less noise than k1 or k3 (it averages over every token, not only the sampled one);
+    it needs the reference's full logits, which a small vocabulary makes cheap."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    log_ref = torch.log_softmax(ref_logits.float(), dim=-1)
+    return (log_p.exp() * (log_p - log_ref)).sum(-1)
 
 
 def token_rewards(
@@ -153,12 +157,31 @@ def ppo_policy_loss(
     All inputs ``(batch, seq)``. When ρ = 1 (the first minibatch after a rollout) the loss is
     the plain policy-gradient loss −E[A].
     """
+    objective, clipped = clipped_surrogate(logprobs, old_logprobs, advantages, clip)
+    loss = -_reduce(objective, mask, reduction)
+    clip_fraction = _reduce(clipped.float(), mask, reduction)
+    return loss, clip_fraction
+
+
+def clipped_surrogate(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    clip: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's per-token objective min(ρA, clip(ρ, 1 − ε, 1 + ε)A), ρ = exp(log π − log π_old), and
+    where the clipped term was the smaller one (the gradient is 0 there).
+
+    ``advantages`` broadcasts to ``logprobs`` (GRPO gives one per sequence, ``(batch, 1)``).
+    For A > 0 the objective stops growing at ρ = 1 + ε; for A < 0 it stops falling at 1 − ε:
+    one update cannot move a token's probability far from where the samples came from.
+    """
+    if clip <= 0:
+        raise ValueError(f"clip must be positive, got {clip}.")
     ratio = torch.exp(logprobs - old_logprobs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
-    loss = -_reduce(torch.minimum(unclipped, clipped), mask, reduction)
-    clip_fraction = _reduce((clipped < unclipped).float(), mask, reduction)
-    return loss, clip_fraction
+    return torch.minimum(unclipped, clipped), clipped < unclipped
 
 
 def ppo_value_loss(

@@ -44,6 +44,7 @@ from llmcourse.train.ppo import (
     token_rewards,
     whiten,
 )
+from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.tasks import Metrics, Task
 
 
@@ -103,6 +104,8 @@ class PPOConfig:
             raise ValueError(
                 f"kl_estimator={self.kl_estimator!r}; use one of {', '.join(estimators)}."
             )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature}: PPO samples, so it must be > 0.")
         if self.ppo_epochs < 1 or self.max_new_tokens < 1:
             raise ValueError("Need ppo_epochs ≥ 1 and max_new_tokens ≥ 1.")
 
@@ -208,21 +211,14 @@ class PPOTask(Task):
             generator=self._sampler(device),
         )
         prompt_len = prompts.shape[1]
-        mask = torch.zeros_like(tokens, dtype=torch.float32)
-        mask[:, prompt_len:] = 1.0
-        if config.stop_token is not None:  # nothing after the first stop token counts
-            stopped = (tokens[:, prompt_len:] == config.stop_token).long().cumsum(-1)
-            after_stop = torch.cat((torch.zeros_like(stopped[:, :1]), stopped[:, :-1]), -1) > 0
-            mask[:, prompt_len:] *= (~after_stop).float()
-        mask = mask[:, 1:]  # position t scores token t + 1
+        mask = response_mask(tokens, prompt_len, config.stop_token)  # t scores token t + 1
         logits, values = model(tokens)
+        logits = logits / config.temperature  # the distribution the tokens were drawn from
         logprobs = gather_logprobs(logits[:, :-1], tokens[:, 1:])
         values = values[:, :-1].float() * mask
-        ref_logprobs = gather_logprobs(self.reference(tokens).logits[:, :-1], tokens[:, 1:])
-        responses = [
-            row[prompt_len:][m[prompt_len - 1 :] > 0].tolist()
-            for row, m in zip(tokens, mask, strict=True)
-        ]
+        ref_logits = self.reference(tokens).logits[:, :-1] / config.temperature
+        ref_logprobs = gather_logprobs(ref_logits, tokens[:, 1:])
+        responses = response_ids(tokens, mask, prompt_len)
         scores = torch.as_tensor(
             self.reward_fn(prompts, responses), dtype=torch.float32, device=device
         )
@@ -267,6 +263,7 @@ class PPOTask(Task):
         """Clipped policy loss + ``vf_coef`` × clipped value loss, summed over response tokens."""
         config, mask = self.config, batch["mask"]
         logits, values = model(batch["tokens"])
+        logits = logits / config.temperature
         logprobs = gather_logprobs(logits[:, :-1], batch["tokens"][:, 1:])
         policy_loss, clipped = ppo_policy_loss(
             logprobs, batch["logprobs"], batch["advantages"], mask, config.clip, reduction="sum"

@@ -11,6 +11,10 @@ next rollout, from the updated policy.
 ``next`` gives the next micro-batch, asking for a rollout when the current one is used up. The
 shuffle of epoch e of rollout k depends only on ``(seed, k, e)``, so a checkpoint needs the
 rollout's rows, k and the position in it (``state_dict``), nothing else.
+
+Two helpers every rollout uses: ``response_mask`` (which positions of prompt + sampled tokens
+are response tokens, up to and including the stop token) and ``response_ids`` (each row's
+response as a list, what a reward function reads).
 """
 
 from __future__ import annotations
@@ -99,3 +103,27 @@ class RolloutBatches:
         data = state.get("data")
         self.data = None if data is None else to_device(data, self.device)
         self.metrics = dict(state.get("metrics", {}))
+
+
+def response_mask(
+    tokens: torch.Tensor, prompt_len: int, stop_token: int | None = None
+) -> torch.Tensor:
+    """``(batch, seq - 1)`` float mask aligned with next-token log-probs (entry t scores token
+    t + 1): 1 on the response tokens of ``tokens`` ``(batch, seq)``, up to and including the
+    first ``stop_token``; 0 on the prompt and on whatever ``generate`` wrote after a row stopped.
+    """
+    mask = torch.zeros_like(tokens, dtype=torch.float32)
+    mask[:, prompt_len:] = 1.0
+    if stop_token is not None:
+        stopped = (tokens[:, prompt_len:] == stop_token).long().cumsum(-1)
+        after_stop = torch.cat((torch.zeros_like(stopped[:, :1]), stopped[:, :-1]), -1) > 0
+        mask[:, prompt_len:] *= (~after_stop).float()
+    return mask[:, 1:]
+
+
+def response_ids(tokens: torch.Tensor, mask: torch.Tensor, prompt_len: int) -> list[list[int]]:
+    """Each row's response tokens (where ``response_mask`` is 1) as a list of ids."""
+    return [
+        row[prompt_len:][m[prompt_len - 1 :] > 0].tolist()
+        for row, m in zip(tokens, mask, strict=True)
+    ]

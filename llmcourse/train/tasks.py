@@ -19,8 +19,8 @@ task never divides by its own count, and 1 process × 8 rows, 2 × 4 and 1 × 2 
 give the same gradient even when padding makes the micro-batches' counts differ. Metrics are
 divided by the same global count: the logged ``accuracy`` is the share of all pairs of the step.
 A loss that is a mean over *sequences* of per-token means (GRPO's "sequence" averaging) counts
-sequences and sums the per-sequence means; a constant normaliser (Dr. GRPO) counts rows times
-the constant.
+sequences and sums the per-sequence means; a constant normaliser (Dr. GRPO) counts sequences
+and sums each sequence's token sum divided by the constant (``llmcourse.train.grpo``).
 
 Optional parts (defaults here do nothing):
 
