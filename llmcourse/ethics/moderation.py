@@ -16,9 +16,11 @@ that OpenAI's ``POST /v1/moderations`` returns::
 
     {"id": "modr-...", "model": "...", "results": [{"flagged": true,
       "categories": {"harassment": false, ..., "self-harm": true, ...},
-      "category_scores": {"harassment": 0.01, ..., "self-harm": 0.93, ...}}]}
+      "category_scores": {"harassment": 0.01, ..., "self-harm": 0.93, ...},
+      "category_applied_input_types": {"harassment": ["text"], ...}}]}
 
-so a server can answer that route directly and OpenAI's client can read it. The course's
+so a server can answer that route directly and OpenAI's client can read it (a test validates
+the body against the ``openai`` package's own ``ModerationCreateResponse`` type). The course's
 categories (``CATEGORIES``, defined in ``data/LABELLING.md``) map onto OpenAI's names through
 ``OPENAI_CATEGORIES``; OpenAI names with no course category stay ``false``/``0.0``, and the
 course's own reasons (``"weapons"``, ``"pii:email"``) travel in an extra ``reasons`` field.
@@ -81,6 +83,8 @@ class ModerationResult:
             "flagged": self.flagged,
             "categories": categories,
             "category_scores": scores,
+            # omni-moderation says which input types (text, image) each score applies to.
+            "category_applied_input_types": {name: ["text"] for name in OPENAI_CATEGORIES},
             "reasons": list(self.reasons),
         }
 
