@@ -34,6 +34,8 @@ from llmcourse.ethics.safety_eval import (
     evaluate_predictions,
     f1_difference,
     misses,
+    stored_benchmark,
+    stored_report,
     wilson_interval,
 )
 from llmcourse.ethics.stats import bootstrap_ci
@@ -399,3 +401,17 @@ def test_minilm_classifier_beats_the_phrase_list_on_held_out_items():
     true_positives = learned.recall.value * n_harmful
     assert len(missed.false_negatives) == round(n_harmful - true_positives)
     assert len(missed.false_positives) == round(true_positives * (1 / learned.precision.value - 1))
+
+
+def test_stored_benchmark_is_current_and_agrees_with_a_live_run():
+    record = stored_benchmark()
+    assert {"date", "machine", "peer", "strongreject", "filters"} <= set(record)
+    names = [row["filter"] for row in record["filters"]]
+    assert "alt-profanity-check" in names and "phrase-list" in names
+    test = safety_set("test")
+    stored = stored_report("phrase-list", test, n_resamples=200)
+    assert stored.predictions == evaluate(SafetyFilter(), test, n_resamples=200).predictions
+    peer = stored_report("alt-profanity-check", test, n_resamples=200)
+    assert peer.recall.value < 0.2  # a profanity model is not a harm model
+    with pytest.raises(KeyError, match="No stored row"):
+        stored_report("nothing", test)

@@ -49,6 +49,7 @@ from llmcourse.ethics.safety_eval import (
     evaluate_predictions,
     f1_difference,
     misses,
+    stored_report,
     wilson_interval,
 )
 from llmcourse.ethics.seat import bleach, seat
@@ -93,6 +94,7 @@ __all__ = [
     "seat",
     "sentence_logprobs",
     "stereoset_metrics",
+    "stored_report",
     "weat",
     "weat_effect_size",
     "wilson_interval",

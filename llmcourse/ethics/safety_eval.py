@@ -20,21 +20,29 @@ exactly 1.0 (or 0.0) has the same blind spot.
 
 ``misses`` lists the false negatives and false positives, so they can be read, not just
 counted: what a filter misses says more about it than its F1.
+
+``stored_report`` rebuilds a report from the ids a filter flagged in the last run of
+``benchmarks/bench_safety.py --write`` (``data/safety_benchmark.json``): the peer,
+alt-profanity-check, pins exact scikit-learn and joblib versions, so it runs only there, and
+lessons read its decisions from the file.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmcourse.ethics.moderation import CATEGORIES, Moderator
-from llmcourse.ethics.safety_data import SafetyItem
+from llmcourse.ethics.safety_data import SafetyItem, safety_set_hash
 from llmcourse.ethics.stats import Estimate, bootstrap_ci
 
 N_RESAMPLES = 2000
+BENCHMARK_RESULTS = Path(__file__).with_name("data") / "safety_benchmark.json"
 
 
 def binary_scores(rows: np.ndarray) -> np.ndarray:
@@ -200,3 +208,26 @@ def misses(report: FilterReport | Sequence[int], items: Sequence[SafetyItem]) ->
         false_negatives=[item for p, item in pairs if item.harmful and not p],
         false_positives=[item for p, item in pairs if p and not item.harmful],
     )
+
+
+def stored_benchmark(path: Path | None = None) -> dict[str, Any]:
+    """The last ``bench_safety.py --write`` record, checked to be about the current set."""
+    path = Path(path) if path is not None else BENCHMARK_RESULTS
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record.get("safety_set") != safety_set_hash():
+        raise ValueError(
+            f"{path.name} was measured on safety set {record.get('safety_set')}, but the set is "
+            f"now {safety_set_hash()}: rerun  python benchmarks/bench_safety.py --write"
+        )
+    return record
+
+
+def stored_report(
+    name: str, items: Sequence[SafetyItem], path: Path | None = None, **options: Any
+) -> FilterReport:
+    """A ``FilterReport`` for filter ``name`` from the ids it flagged in the stored benchmark."""
+    rows = {row["filter"]: row for row in stored_benchmark(path)["filters"]}
+    if name not in rows:
+        raise KeyError(f"No stored row for {name!r}; stored: {', '.join(rows)}.")
+    flagged = set(rows[name]["flagged_ids"])
+    return evaluate_predictions(name, [int(i.id in flagged) for i in items], items, **options)
