@@ -139,7 +139,7 @@ display(
         f"The classifier's {len(classifier_blocked)} false positives by topic: "
         + ", ".join(f"{topic} {n}" for topic, n in topics.most_common())
         + ". Refusals and security advice use the same words as the requests they answer, "
-        'idioms borrow them ("shoot portraits", "steal a base"), and with a threshold '
+        "everyday idioms borrow them, and with a threshold "
         f"as low as {classifier.threshold:.2f} on the harm score (F1 on the training folds "
         "rewards recall) some plain requests are flagged too. A deployment that blocks on "
         "this score would turn away people asking about medicine and their own safety."
