@@ -25,6 +25,7 @@ from llmcourse.ethics.safety_classifier import (
     EmbeddingModerator,
     best_f1_threshold,
     fit_logistic_regression,
+    load_moderator,
     stratified_folds,
 )
 from llmcourse.ethics.safety_data import BENIGN_TOPICS, SAFETY_SET, SafetyItem, safety_set
@@ -186,6 +187,12 @@ def test_combined_moderator_flags_the_union_and_says_who_fired():
         CombinedModerator(SafetyFilter())
     with pytest.raises(TypeError, match="not a Moderator"):
         CombinedModerator(SafetyFilter(), object())
+
+
+def test_load_moderator_by_name():
+    assert isinstance(load_moderator("phrases"), SafetyFilter)
+    with pytest.raises(ValueError, match="choose one of phrases, classifier, combined"):
+        load_moderator("llama-guard")
 
 
 def test_guard_stream_works_for_any_moderator():

@@ -25,6 +25,13 @@ categories (``CATEGORIES``, defined in ``data/LABELLING.md``) map onto OpenAI's 
 ``OPENAI_CATEGORIES``; OpenAI names with no course category stay ``false``/``0.0``, and the
 course's own reasons (``"weapons"``, ``"pii:email"``) travel in an extra ``reasons`` field.
 ``CombinedModerator`` flags what any of its members flags: higher recall, lower precision.
+
+How a server uses it (``llmcourse.ethics.safety_classifier.load_moderator(kind)`` builds one):
+moderate the prompt before generating and answer a flagged one with HTTP 400 whose message
+names ``result.reasons``; moderate the output text as it grows (``guard_stream``, or the same
+check inside the engine's text callback) and, when it is flagged, stop the request with
+OpenAI's ``finish_reason="content_filter"``, withhold the rest and log the reasons; serve
+``POST /v1/moderations`` as ``moderation_response(moderator.moderate_batch(inputs))``.
 """
 
 from __future__ import annotations

@@ -271,3 +271,22 @@ def safety_classifier(
     moderator = EmbeddingModerator.fit(encoder, train)
     moderator.save(path)
     return moderator
+
+
+#: What ``load_moderator`` (and a server's ``--safety`` option) accepts.
+MODERATORS: tuple[str, ...] = ("phrases", "classifier", "combined")
+
+
+def load_moderator(kind: str = "combined") -> Moderator:
+    """A ready moderator by name: ``"phrases"`` (``SafetyFilter``), ``"classifier"``
+    (``safety_classifier()``) or ``"combined"`` (either flags)."""
+    from llmcourse.ethics.moderation import CombinedModerator
+    from llmcourse.ethics.safety import SafetyFilter
+
+    if kind not in MODERATORS:
+        raise ValueError(f"Unknown moderator {kind!r}; choose one of {', '.join(MODERATORS)}.")
+    if kind == "phrases":
+        return SafetyFilter()
+    if kind == "classifier":
+        return safety_classifier()
+    return CombinedModerator(SafetyFilter(), safety_classifier())
