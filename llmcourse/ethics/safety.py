@@ -9,21 +9,29 @@ read: it flags text containing
   (``llmcourse.data.blocklist.blocklist_pattern``);
 - personal contact data (e-mail, phone, IP address) found by ``llmcourse.data.pii.scrub_pii``.
 
-``guard_stream`` wraps a stream of text pieces (e.g. decoded tokens from
-``llmcourse.infer.stream``) and stops it the moment the accumulated text trips the filter,
-replacing the rest with a refusal. Phrase lists are easy to evade (misspellings, paraphrase,
-other languages) and over-block innocent text that mentions a listed word (Dixon et al. 2018
-measured such false positives against identity terms); measure both kinds of error
-(``llmcourse.ethics.fairness``) before relying on one.
+It is a ``llmcourse.ethics.moderation.Moderator``: ``moderate(text)`` gives the same decision as
+an OpenAI-shaped ``ModerationResult`` (categories ``weapons``, ``self_harm``, ``credentials``
+and ``pii``; score 1.0 for a category that matched), and ``guard_stream`` (from ``Moderator``)
+stops a stream of text pieces the moment the text so far trips the filter.
+
+Phrase lists are easy to evade (misspellings, paraphrase, other languages) and over-block
+innocent text that mentions a listed word (Dixon et al. 2018 measured such false positives
+against identity terms); measure both kinds of error before relying on one.
+``llmcourse.ethics.safety_eval`` does, on the course's labelled set, against a classifier on
+sentence embeddings (``llmcourse.ethics.safety_classifier``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from llmcourse.data.blocklist import blocklist_pattern
 from llmcourse.data.pii import scrub_pii
+
+# REFUSAL is re-exported: code written before ``Moderator`` existed imports it from here.
+from llmcourse.ethics.moderation import REFUSAL as REFUSAL
+from llmcourse.ethics.moderation import ModerationResult, Moderator
 
 #: Course-authored example phrases per category (illustrative, deliberately short).
 DEFAULT_CATEGORIES: dict[str, tuple[str, ...]] = {
@@ -31,8 +39,6 @@ DEFAULT_CATEGORIES: dict[str, tuple[str, ...]] = {
     "self_harm": ("kill myself", "end my life", "hurt myself"),
     "credentials": ("steal a password", "steal passwords", "phishing kit", "credit card dump"),
 }
-
-REFUSAL = "[The rest of this response was withheld by the safety filter.]"
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,10 @@ class SafetyVerdict:
     matches: tuple[str, ...] = field(default=(), compare=False)
 
 
-class SafetyFilter:
+class SafetyFilter(Moderator):
     """Flag text by phrase categories and (optionally) personal data."""
+
+    name = "phrase-list"
 
     def __init__(
         self,
@@ -77,25 +85,16 @@ class SafetyFilter:
             reasons.extend(f"pii:{kind}" for kind, n in sorted(counts.items()) if n)
         return SafetyVerdict(not reasons, tuple(reasons), tuple(matches))
 
-    def predict(self, texts: Iterable[str]) -> list[int]:
-        """1 for every flagged text, 0 for every allowed one (for fairness metrics)."""
-        return [0 if self.check(t).allowed else 1 for t in texts]
-
-    def guard_stream(self, pieces: Iterable[str]) -> Iterator[str]:
-        """Pass ``pieces`` through until the text so far is flagged; then yield ``REFUSAL``.
-
-        Each piece is released one step late, so a phrase completed by the next piece
-        ("build a" + " bomb") is caught before "build a" is shown; the earlier pieces of a
-        phrase spread over more than two pieces may already have been shown.
-        """
-        text, held = "", None
-        for piece in pieces:
-            text += piece
-            if not self.check(text).allowed:
-                yield REFUSAL
-                return
-            if held is not None:
-                yield held
-            held = piece
-        if held is not None:
-            yield held
+    def _moderate(self, texts: list[str]) -> list[ModerationResult]:
+        results = []
+        names = [*self.patterns, *(["pii"] if self.check_pii else [])]
+        for text in texts:
+            verdict = self.check(text)
+            fired = {r.split(":")[0] for r in verdict.reasons}
+            categories = {name: name in fired for name in names}
+            scores = {name: float(on) for name, on in categories.items()}
+            flagged = not verdict.allowed
+            results.append(
+                ModerationResult(flagged, categories, scores, verdict.reasons, self.name)
+            )
+        return results
