@@ -155,7 +155,9 @@ CASES = {
             "        except BaseException:\n            pass"
         ),
         MAX_SCORE - 1,
-        "its kernel was replaced",
+        # Usually "... its kernel was replaced"; on a loaded machine the alarm can land between
+        # two sleeps and end the call cleanly. Either way the answer loses its point in 3 s.
+        "did not finish within 3 s",
     ),
     "answer_stuck_in_c_holding_the_gil": Case(
         clip_that("    return sum(range(10**15))  # a C loop that never checks for signals"),
