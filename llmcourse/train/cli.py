@@ -37,7 +37,7 @@ from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.train.config import TrainConfig
 from llmcourse.train.presets import PRESET_NAMES, char_datasets, get_preset, shakespeare_chars
-from llmcourse.train.trainer import CHECKPOINT_NAME, Trainer
+from llmcourse.train.trainer import CHECKPOINT_NAME, NonFiniteLossError, Trainer
 from llmcourse.utils.distributed import cleanup_distributed, init_distributed
 from llmcourse.utils.seed import seed_everything
 
@@ -126,6 +126,12 @@ def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
         train_config = train_config.replace(bytes_per_token=shakespeare_chars().bytes_per_token)
     if args["resume"] and train_config.out_dir is None:
         raise SystemExit("--resume needs --out-dir (where the checkpoint is).")
+    checkpoint = Path(train_config.out_dir or ".") / CHECKPOINT_NAME
+    if args["resume"] and not checkpoint.is_file():
+        raise SystemExit(
+            f"--resume: there is no checkpoint in {train_config.out_dir} ({checkpoint} does not "
+            "exist). Check --out-dir, or drop --resume to start a new run there."
+        )
 
     ctx = init_distributed()
     if args["global_batch_size"]:
@@ -142,10 +148,15 @@ def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
         model_config, train_config, preset.eval_windows, ctx.world_size
     )
     trainer = Trainer(DecoderLM(model_config), train_config, train_data, val_data, ctx=ctx)
-    checkpoint = Path(train_config.out_dir or ".") / CHECKPOINT_NAME
-    if args["resume"] and checkpoint.is_file():
-        trainer.load_checkpoint(checkpoint)
-    result = trainer.fit(steps=args["steps"])
+    try:
+        if args["resume"]:
+            trainer.load_checkpoint(checkpoint)  # refuses another config or a corrupt file
+        result = trainer.fit(steps=args["steps"])
+    except (NonFiniteLossError, ValueError) as error:
+        if isinstance(error, ValueError) and not args["resume"]:
+            raise
+        cleanup_distributed()
+        raise SystemExit(f"error: {error}") from error
     if trainer.val_batches is not None and result.val_loss is None:
         result.val_loss = trainer.evaluate(train_config.eval_batches)["val_loss"]
     weights = trainer.model_state()

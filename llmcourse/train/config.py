@@ -76,6 +76,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
     max_seconds: float | None = None  # stop (and checkpoint) after this much wall time
     out_dir: str | None = None  # log.jsonl and checkpoint.safetensors go here
+    # Steps in a row whose loss may be NaN/infinite (each skips its update) before the run stops
+    # with NonFiniteLossError; 0: stop at the first. fp16's skipped overflow steps do not count.
+    max_nonfinite_steps: int = 0
     progress_bar: bool = True
     shuffle: bool = True
     seed: int = 0
