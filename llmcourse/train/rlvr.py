@@ -25,6 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ from llmcourse.train.ppo import kl_from_logits
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.trainer import Trainer
 from llmcourse.utils.checkpoint import save_checkpoint
+from llmcourse.utils.logging import get_logger
 from llmcourse.utils.paths import cache_dir
 from llmcourse.utils.seed import seed_everything
 
@@ -224,6 +226,17 @@ def sft_start(
     return model.eval(), trainer.history
 
 
+def _sft_recipe(config: RLVRConfig, seed: int) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in SFT_FIELDS} | {"seed": seed}
+
+
+def sft_cache_folder(config: RLVRConfig | None = None, seed: int = 0) -> Path:
+    """Where ``cached_sft_start`` keeps the model of ``config``'s SFT fields and ``seed``."""
+    recipe = _sft_recipe(config or RLVRConfig(), seed)
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "arithmetic-sft" / key
+
+
 def cached_sft_start(
     config: RLVRConfig | None = None, seed: int = 0, retrain: bool = False, verbose: bool = False
 ) -> tuple[DecoderLM, list[dict[str, Any]]]:
@@ -231,11 +244,14 @@ def cached_sft_start(
     depends on (``SFT_FIELDS``) and the seed; later calls load it in a fraction of a second.
     ``llmcourse data`` calls it at set-up (lesson 09 starts from it)."""
     config = config or RLVRConfig()
-    recipe = {name: getattr(config, name) for name in SFT_FIELDS} | {"seed": seed}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_dir() / "arithmetic-sft" / key
+    recipe = _sft_recipe(config, seed)
+    folder = sft_cache_folder(config, seed)
     weights, log = folder / "model.safetensors", folder / "history.json"
     if retrain or not (weights.is_file() and log.is_file()):
+        get_logger().info(
+            f"Teaching the arithmetic GPT to add by SFT (up to {config.sft_steps} steps; once, "
+            f"about a minute on 2 CPU cores); later calls load it from {folder}."
+        )
         model, history = sft_start(config, seed, progress_bar=verbose)
         folder.mkdir(parents=True, exist_ok=True)
         # History first, weights last: a run killed in between leaves no weights, so it retrains.
