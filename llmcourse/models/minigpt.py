@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.config import ModelConfig
+from llmcourse.utils.checks import check_int
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,13 @@ class MiniGPTConfig:
     n_head: int = 12
 
     def __post_init__(self) -> None:
-        sizes = vars(self).values()
-        if not all(type(v) is int and v > 0 for v in sizes) or self.d_model % self.n_head:
-            raise ValueError(f"{self}: need positive integers, d_model divisible by n_head.")
+        for name, value in vars(self).items():
+            check_int(f"MiniGPTConfig.{name}", value, 1)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"MiniGPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}: "
+                "every head needs the same number of channels."
+            )
 
     def to_model_config(self) -> ModelConfig:
         """The same architecture as a ``ModelConfig`` for ``DecoderLM`` (GPT-2 style)."""

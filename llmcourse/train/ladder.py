@@ -51,6 +51,7 @@ from llmcourse.models.ablations import (
 from llmcourse.models.minigpt import MiniGPT, MiniGPTConfig
 from llmcourse.train.presets import char_datasets, get_preset, shakespeare_chars
 from llmcourse.train.trainer import Trainer
+from llmcourse.utils.checks import check_int, check_number
 from llmcourse.utils.seed import seed_everything
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -109,6 +110,17 @@ class LadderConfig:
     warmup_steps: int = 50
     eval_every: int = 50
     eval_windows: int = 240
+
+    def __post_init__(self) -> None:
+        names = ("d_model", "n_layer", "n_head", "context_length", "steps", "batch_size")
+        for name in (*names, "eval_every", "eval_windows"):
+            check_int(f"LadderConfig.{name}", getattr(self, name), 1)
+        check_int("LadderConfig.warmup_steps", self.warmup_steps, 0, self.steps)
+        check_number("LadderConfig.lr", self.lr, 0, low_open=True)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"LadderConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}."
+            )
 
     @property
     def tokens(self) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmcourse.utils.checks import check_int, check_number, check_type
+
 
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable rank-``r`` update (see the module docstring)."""
@@ -35,10 +37,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}.")
-        if not isinstance(r, int) or r <= 0:
-            raise ValueError(f"The rank r must be a positive integer, got {r!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        _check_adapter(r, alpha, dropout)
         self.base, self.r, self.alpha = base, r, alpha
         self.scaling = alpha / r
         base.weight.requires_grad_(False)
@@ -80,6 +79,12 @@ class LoRALinear(nn.Module):
         return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
 
 
+def _check_adapter(r: int, alpha: float, dropout: float) -> None:
+    check_int("the LoRA rank r", r, 1)
+    check_number("the LoRA scale alpha", alpha, 0, low_open=True)  # α/r multiplies B·A
+    check_number("the LoRA dropout", dropout, 0, 1, high_open=True)
+
+
 def linear_names(model: nn.Module) -> list[str]:
     """The distinct last name parts of ``model``'s ``nn.Linear`` modules (the valid targets)."""
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _is_linear(m)})
@@ -102,6 +107,8 @@ def apply_lora(
     message lists the names that exist) and for a linear layer whose weight is tied to another
     module (merging would change both, e.g. a tied ``lm_head`` and its embedding).
     """
+    check_type("model", model, nn.Module, "an nn.Module")
+    _check_adapter(r, alpha, dropout)  # before anything is frozen or replaced
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     if not target_modules:

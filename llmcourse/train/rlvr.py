@@ -33,6 +33,8 @@ from torch import nn
 
 from llmcourse.config import ModelConfig
 from llmcourse.data.arithmetic import (
+    CHECKERS,
+    OPERATIONS,
     ArithmeticProblems,
     ArithmeticReward,
     Problem,
@@ -54,6 +56,7 @@ from llmcourse.train.ppo import kl_from_logits
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.trainer import Trainer
 from llmcourse.utils.checkpoint import save_checkpoint
+from llmcourse.utils.checks import check_choice, check_int, check_number, check_type
 from llmcourse.utils.logging import get_logger
 from llmcourse.utils.paths import cache_dir
 from llmcourse.utils.seed import seed_everything
@@ -108,6 +111,42 @@ class RLVRConfig:
     eval_problems: int = 500
     sample_problems: int = 100
     eval_samples: int = 8
+
+    def __post_init__(self) -> None:
+        check_int("RLVRConfig.digits", self.digits, 1, 6)
+        check_type("RLVRConfig.ops", self.ops, str, "a string of operators")
+        if not self.ops or any(op not in OPERATIONS for op in self.ops):
+            raise ValueError(
+                f"RLVRConfig.ops must be drawn from {''.join(OPERATIONS)!r}, got {self.ops!r}."
+            )
+        check_number("RLVRConfig.held_out", self.held_out, 0, 1, low_open=True, high_open=True)
+        positive = (
+            "n_layer", "d_model", "n_head", "context_length", "sft_steps", "sft_batch_size",
+            "sft_check_every", "sft_check_problems", "rollouts", "prompts_per_rollout",
+            "minibatch_size", "dpo_batch_size", "lax_max_new_tokens", "eval_problems",
+            "sample_problems", "eval_samples",
+        )  # fmt: skip
+        for name in positive:
+            check_int(f"RLVRConfig.{name}", getattr(self, name), 1)
+        check_int("RLVRConfig.group_size", self.group_size, 2)  # a group is GRPO's baseline
+        check_int("RLVRConfig.rl_warmup_steps", self.rl_warmup_steps, 0)
+        for name in ("sft_lr", "rl_lr", "dpo_beta", "dpo_lr", "lax_temperature"):
+            check_number(f"RLVRConfig.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("kl_coef", "dpo_nll_coef"):
+            check_number(f"RLVRConfig.{name}", getattr(self, name), 0)
+        check_number("RLVRConfig.sft_target", self.sft_target, 0, 1, low_open=True, optional=True)
+        share = self.dpo_sampling_share
+        check_number("RLVRConfig.dpo_sampling_share", share, 0, 1, low_open=True, high_open=True)
+        check_choice("RLVRConfig.lax_checker", self.lax_checker, CHECKERS)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"RLVRConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}."
+            )
+        if self.sample_problems > self.eval_problems:
+            raise ValueError(
+                f"RLVRConfig.sample_problems={self.sample_problems} must be <= eval_problems="
+                f"{self.eval_problems} (they are the first of the evaluation problems)."
+            )
 
     @classmethod
     def tiny(cls) -> RLVRConfig:
