@@ -51,6 +51,18 @@ def test_any_suffix_round_trips(tmp_path, name):
     assert torch.equal(load_checkpoint(tmp_path / f"legacy-{name}")["w"], state["w"])
 
 
+def test_a_header_length_that_looks_like_a_pickle_is_still_safetensors(tmp_path):
+    # A safetensors file starts with its header's length; a low byte of 0x80 is also how a raw
+    # pickle starts. Pad the header until that happens: the file must still load as written.
+    for padding in range(400):
+        path = save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2), "note": "x" * padding})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length ending in 0x80")
+    assert load_checkpoint(path)["note"] == "x" * padding
+
+
 def test_a_flipped_byte_is_caught_by_the_checksum(tmp_path):
     path = save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(64)})
     data = bytearray(path.read_bytes())
@@ -219,6 +231,18 @@ def test_a_gradient_scaler_skipping_overflowed_steps_is_not_a_failure():
     trainer.fit()
     assert trainer.step == 4 and trainer.nonfinite_steps == 0
     assert trainer.scaler.get_scale() == 2.0**9  # halved once: one skipped step
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 with a GradScaler needs CUDA")
+def test_fp16_overflowed_steps_are_skipped_not_failures():
+    trainer = Trainer(tiny_model(), settings(max_steps=4, precision="fp16"), DATA)
+    assert trainer.scaler is not None and trainer.ctx.device.type == "cuda"
+    weight = trainer.model.lm_head.weight
+    weight.register_hook(lambda grad: grad * float("inf") if trainer.step == 1 else grad)
+    trainer.fit()
+    assert trainer.step == 4 and trainer.nonfinite_steps == 0
+    assert trainer.scaler.get_scale() == 2.0**15  # 2^16 halved once: one skipped step
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 

@@ -101,9 +101,12 @@ def load_checkpoint(
 
 def _is_torch_file(path: Path) -> bool:
     """``torch.save`` writes a zip archive (``PK``), or a raw pickle (``0x80``) in old versions;
-    a safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``."""
+    a safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``,
+    which is tested first: that length's low byte may itself be ``0x80``."""
     with open(path, "rb") as handle:
         start = handle.read(9)
+    if start[8:9] == b"{":
+        return False
     return start[:2] == b"PK" or start[:1] == b"\x80"
 
 
