@@ -251,3 +251,18 @@ def test_cli_exits_non_zero_on_divergence(tmp_path):
         flags = ["--max-steps", "30", "--lr", "1e30", "--warmup-steps", "0"]
         train_main([*CLI_FLAGS, *flags, "--out-dir", str(tmp_path)])
     assert "error: The training loss is nan" in str(stop.value.code)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lr", "-1"], "TrainConfig.lr must be a finite number > 0, got -1.0"),
+        (["--n-layer", "0"], "ModelConfig.n_layer must be a positive integer, got 0"),
+        (["grpo", "--kl-coef", "-1"], "RLVRConfig.kl_coef must be a finite number >= 0"),
+        (["ladder", "--steps", "0"], "LadderConfig.steps must be a positive integer, got 0"),
+    ],
+)
+def test_train_cli_flags_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        train_main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

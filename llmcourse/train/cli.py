@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
     """Train a preset with the flags of ``build_parser``; the result dict on rank 0."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     preset = get_preset(args["preset"])
@@ -120,8 +121,11 @@ def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
         # A shortened run keeps the preset's shape: warm up for the same share of the steps.
         share = preset.train.warmup_steps / preset.train.max_steps
         train_changes["warmup_steps"] = round(share * train_changes["max_steps"])
-    model_config = preset.model.replace(**model_changes)
-    train_config = preset.train.replace(**train_changes)
+    try:  # a flag out of range is a usage error (exit 2) naming the flag's field
+        model_config = preset.model.replace(**model_changes)
+        train_config = preset.train.replace(**train_changes)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     if train_config.bytes_per_token is None:
         train_config = train_config.replace(bytes_per_token=shakespeare_chars().bytes_per_token)
     if args["resume"] and train_config.out_dir is None:

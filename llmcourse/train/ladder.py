@@ -414,15 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m llmcourse.train ladder ...``: train, print the table, write the files."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     if args["seeds"] < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args['seeds']}.")
     changes = {f.name: args[f.name] for f in dataclasses.fields(LadderConfig)}
-    config = dataclasses.replace(
-        BUDGETS[args["budget"]], **{k: v for k, v in changes.items() if v is not None}
-    )
+    try:
+        config = dataclasses.replace(
+            BUDGETS[args["budget"]], **{k: v for k, v in changes.items() if v is not None}
+        )
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     start = time.perf_counter()
     results = run_ladder(config, range(args["seeds"]), args["rungs"], verbose=True)
     shown = sys.argv[2:] if argv is None else argv
