@@ -53,6 +53,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from llmcourse.config import ModelConfig
 from llmcourse.eval.perplexity import bits_per_byte_from_loss, perplexity_from_loss
 from llmcourse.models.base import LanguageModel
 from llmcourse.train import metrics
@@ -522,7 +523,9 @@ class Trainer:
         """Refuse a checkpoint of another model or another recipe, naming what differs."""
         config = getattr(unwrap(self.model), "config", None)
         saved_model = extra.get("model_config")
-        if saved_model is not None and hasattr(config, "to_dict"):
+        # An llmcourse ModelConfig; a transformers config also records library versions, so
+        # those models are compared by their weights' shapes only (_check_shapes).
+        if saved_model is not None and isinstance(config, ModelConfig):
             _refuse_differences(path, "model config", saved_model, config.to_dict(), ())
         saved_train = extra.get("train_config")
         if saved_train is not None:
