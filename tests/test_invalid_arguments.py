@@ -23,7 +23,7 @@ from torch import nn
 from llmcourse.config import ModelConfig
 from llmcourse.data.quality import GopherThresholds
 from llmcourse.infer.config import GenerationConfig
-from llmcourse.models.minigpt import MiniGPTConfig
+from llmcourse.models.minigpt import MiniGPT, MiniGPTConfig
 from llmcourse.train.config import TrainConfig
 from llmcourse.train.grpo import GRPOConfig
 from llmcourse.train.ladder import LadderConfig
@@ -361,6 +361,13 @@ def entry_points() -> list[tuple[str, Callable[[], Any], str]]:
         ("DecoderLM name", lambda: DecoderLM("gpt2"), "config"),
         ("DecoderLM dict", lambda: DecoderLM({"d_model": 8}), "config"),
         ("EncoderLM decoder", lambda: EncoderLM(config), "architecture"),
+        ("DecoderLM ids out of vocab", lambda: tiny_model()(ids * 50), "vocab_size"),
+        (
+            "MiniGPT ids out of vocab",
+            lambda: MiniGPT(MiniGPTConfig(11, 8, 8, 1, 2))(ids * 50),
+            "idx",
+        ),
+        ("MiniGPT float ids", lambda: MiniGPT(MiniGPTConfig(11, 8, 8, 1, 2))(ids.float()), "idx"),
         ("Seq2SeqLM decoder", lambda: Seq2SeqLM(config), "architecture"),
         ("from_hf None", lambda: from_hf(None), "hf_model"),
         ("to_hf Linear", lambda: to_hf(nn.Linear(2, 2)), "model"),

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.config import ModelConfig
+from llmcourse.models.base import check_input_ids
 from llmcourse.utils.checks import check_int
 
 
@@ -147,6 +148,7 @@ class MiniGPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> GPTOutput:
         """``idx`` ``(batch, seq)`` → logits ``(batch, seq, vocab)``, and the mean cross-entropy
         against ``targets`` ``(batch, seq)`` (the *next* token at each position; -100: skip)."""
+        check_input_ids(idx, self.config.vocab_size, "idx")  # a clear error, not torch's IndexError
         seq = idx.shape[1]
         if seq > self.config.context_length:
             raise ValueError(
