@@ -130,6 +130,7 @@ def ensure_kernel() -> None:
 
 
 def ensure_data() -> None:
+    # Each slow step inside announces itself; the first time all of them take a few minutes.
     run(venv_bin("llmcourse"), "data", "--install")
 
 
@@ -193,7 +194,7 @@ def ensure_chromium() -> None:
     if why_not:
         say(f"{prefix} no Chromium, so they will be skipped: {why_not}.")
         return
-    say(f"{prefix} installing Debian's chromium with apt-get (once)")
+    say(f"{prefix} installing Debian's chromium with apt-get (once; a minute or two)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # fonts-liberation is only recommended by chromium: it gives the Arial/Helvetica metrics that
     # JupyterLab's fonts fall back to, so the screenshots look as on a learner's desktop.
