@@ -331,6 +331,7 @@ def trained_bpe():
 def entry_points() -> list[tuple[str, Callable[[], Any], str]]:
     """(id, a bad call, text the message must contain: the argument's name)."""
     from llmcourse.data.dedup import jaccard_estimate, minhash, near_duplicate_groups
+    from llmcourse.data.loaders import RandomWindows
     from llmcourse.eval import bleu, perplexity
     from llmcourse.infer import generate
     from llmcourse.models import DecoderLM, EncoderLM, Seq2SeqLM, zoo
@@ -339,10 +340,20 @@ def entry_points() -> list[tuple[str, Callable[[], Any], str]]:
     from llmcourse.quant import Int4Linear, quantize, sqnr
     from llmcourse.scaling import chinchilla_loss, compute_optimal, training_flops
     from llmcourse.tokenizers import BPETokenizer
-    from llmcourse.train import LoRALinear, apply_lora, dpo_loss, gae, masked_mean, masked_normalize
+    from llmcourse.train import (
+        LoRALinear,
+        Trainer,
+        apply_lora,
+        dpo_loss,
+        gae,
+        masked_mean,
+        masked_normalize,
+    )
 
     config = tiny_model().config
     ids = torch.tensor([[1, 2, 3]])
+    rows = RandomWindows(torch.arange(64) % 11, 8, 16, seed=0)
+    quick = TrainConfig(max_steps=2, warmup_steps=0, progress_bar=False)
     v = torch.randn(3)
     layers = nn.Sequential(nn.Linear(64, 64))
     return [
@@ -394,6 +405,14 @@ def entry_points() -> list[tuple[str, Callable[[], Any], str]]:
         ("LoRALinear alpha", lambda: LoRALinear(nn.Linear(4, 4), alpha=NAN), "alpha"),
         ("LoRALinear dropout", lambda: LoRALinear(nn.Linear(4, 4), dropout=1.0), "dropout"),
         ("apply_lora r", lambda: apply_lora(tiny_model(), ["q_proj"], r=-2), "rank r"),
+        ("Trainer model name", lambda: Trainer("gpt2", TrainConfig(), rows), "model"),
+        ("Trainer config dict", lambda: Trainer(tiny_model(), {"lr": 1e-3}, rows), "config"),
+        ("Trainer.fit steps", lambda: Trainer(tiny_model(), quick, rows).fit(steps=-1), "steps"),
+        (
+            "Trainer.evaluate max_batches",
+            lambda: Trainer(tiny_model(), quick, rows, rows).evaluate(max_batches=0),
+            "max_batches",
+        ),
         ("minhash num_perm", lambda: minhash("a b c d e f", num_perm=0), "num_perm"),
         ("minhash ngram", lambda: minhash("a b c d e f", ngram=0), "ngram"),
         ("minhash seed", lambda: minhash("a b c d e f", seed=-1), "seed"),

@@ -73,6 +73,7 @@ from llmcourse.train.schedule import lr_lambda
 from llmcourse.train.stopping import StopRequest
 from llmcourse.train.tasks import Task, check_task, fingerprint, place_frozen_models
 from llmcourse.utils.checkpoint import load_checkpoint, save_checkpoint
+from llmcourse.utils.checks import check_int, check_type
 from llmcourse.utils.devices import autocast_dtype
 from llmcourse.utils.distributed import DistributedContext, init_distributed
 from llmcourse.utils.modes import eval_mode
@@ -135,6 +136,7 @@ class Trainer:
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+        check_type("model", model, nn.Module, "an nn.Module (e.g. DecoderLM(config))")
         self.config, self.on_log = config, on_log
         self.task = check_task(task, config, train_data)
         self.ctx = ctx or init_distributed()
@@ -283,6 +285,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, steps: int | None = None) -> TrainResult:
         """Train until ``config.max_steps`` (or for ``steps`` more steps), then checkpoint."""
+        check_int("steps", steps, 0, optional=True)
         config, ctx = self.config, self.ctx
         end = config.max_steps if steps is None else min(config.max_steps, self.step + steps)
         start = time.perf_counter()
@@ -370,6 +373,7 @@ class Trainer:
         Every process scores its share of the validation set in order; the sums are combined,
         so the result is the mean over all scored units whatever the number of processes.
         """
+        check_int("max_batches", max_batches, 1, optional=True)
         if not self._can_evaluate:
             raise ValueError("No validation data: pass val_data to Trainer.")
         result: dict[str, float] = {}
