@@ -266,3 +266,20 @@ def test_train_cli_flags_out_of_range_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         train_main(argv)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_load_lora_refuses_other_ranks_and_nan_adapters(tmp_path):
+    from llmcourse.train import apply_lora, load_lora, save_lora
+
+    model = apply_lora(tiny_model(), ["q_proj"], r=2)
+    path = save_lora(model, tmp_path / "adapters.safetensors")
+    with pytest.raises(
+        ValueError, match=r"lora_A is \(2, 8\) but this model's adapter is \(4, 8\)"
+    ):
+        load_lora(apply_lora(tiny_model(), ["q_proj"], r=4), path)
+    with torch.no_grad():
+        model.blocks[0].attn.q_proj.lora_B.fill_(float("nan"))
+    save_lora(model, path)
+    with pytest.raises(ValueError, match="lora_B holds NaN or infinite values"):
+        load_lora(tiny_model(), path)
+    assert load_lora(tiny_model(), path, check=False) is not None

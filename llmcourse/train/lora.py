@@ -200,8 +200,11 @@ def save_lora(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_lora(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load adapters saved by ``save_lora``; wraps ``model`` first if it has none yet."""
+def load_lora(model: nn.Module, path: str | os.PathLike[str], *, check: bool = True) -> nn.Module:
+    """Load adapters saved by ``save_lora``; wraps ``model`` first if it has none yet.
+
+    Adapters of another rank or layer width are refused before any is copied; with ``check``
+    (the default) so are adapters holding NaN or infinity (a diverged run)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -220,6 +223,20 @@ def load_lora(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
             f"{path} does not fit this model: adapters for {sorted(set(tensors) - expected)[:3]} "
             f"have no layer, layers {sorted(expected - set(tensors))[:3]} have no adapter."
         )
+    for name, layer in layers.items():
+        for part in ("lora_A", "lora_B"):
+            saved, current = tensors[f"{name}.{part}"], getattr(layer, part)
+            if saved.shape != current.shape:
+                raise ValueError(
+                    f"{path}: {name}.{part} is {tuple(saved.shape)} but this model's adapter is "
+                    f"{tuple(current.shape)} (r={layer.r}); load into a model wrapped with the "
+                    f"saved settings {settings}."
+                )
+            if check and not bool(torch.isfinite(saved).all()):
+                raise ValueError(
+                    f"{path}: {name}.{part} holds NaN or infinite values (the run diverged); "
+                    "pass check=False to load it anyway."
+                )
     with torch.no_grad():
         for name, layer in layers.items():
             layer.lora_A.copy_(tensors[f"{name}.lora_A"])
