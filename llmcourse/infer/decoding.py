@@ -100,6 +100,11 @@ def check_prompt(
     attention_mask: torch.Tensor | None = None,
 ) -> None:
     """Raise a clear error for ids, masks and lengths ``generate`` cannot serve."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(
+            "model must be an llmcourse language model (e.g. DecoderLM, load_smollm2()), got "
+            f"{type(model).__name__}."
+        )
     check_input_ids(input_ids, model.config.vocab_size)
     if input_ids.shape[1] == 0:
         raise ValueError("input_ids is empty: give at least one prompt token (e.g. a BOS id).")

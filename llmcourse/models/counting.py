@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 from llmcourse import scaling
-from llmcourse.config import ModelConfig
+from llmcourse.config import ModelConfig, check_model_config
+from llmcourse.utils.checks import check_int
 
 if TYPE_CHECKING:
     import torch
@@ -114,6 +115,7 @@ def count_parameters(config: ModelConfig, *, active: bool = False) -> int:
     Tied input/output embeddings count once. ``active=True`` counts, for a mixture of experts,
     only the ``n_expert_active`` experts a token uses (Mixtral 8x7B: 12.9B of 46.7B).
     """
+    check_model_config(config)
     relative = config.relative_buckets * config.n_head if config.position == "relative" else 0
     final_norm = _norm(config) if config.norm_placement == "pre" else 0
     total = embedding_parameters(config)
@@ -208,10 +210,11 @@ def kv_cache_bytes(
     ``n_kv_head`` heads. LLaMA-2-7B in fp16 needs 0.5 MiB per token. (Mistral's rolling buffer
     would keep at most ``sliding_window`` positions; this counts a cache that keeps them all.)
     """
+    check_model_config(config)
     if config.architecture == "encoder":
         raise ValueError("Encoder-only models generate nothing and keep no KV cache.")
-    if seq_len < 0 or batch_size <= 0:
-        raise ValueError(f"Need seq_len >= 0 and batch_size > 0, got {seq_len}, {batch_size}.")
+    check_int("seq_len", seq_len, 0)
+    check_int("batch_size", batch_size, 1)
     layers = config.n_decoder_layer if config.architecture == "encoder-decoder" else config.n_layer
     values = 2 * layers * config.n_kv_head * config.head_dim * seq_len * batch_size
     return math.ceil(values * dtype_bytes(dtype))

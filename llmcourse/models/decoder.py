@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llmcourse.config import ModelConfig
+from llmcourse.config import ModelConfig, check_model_config
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.kv_cache import Cache
@@ -35,6 +35,7 @@ class DecoderLM(LanguageModel):
     """
 
     def __init__(self, config: ModelConfig) -> None:
+        check_model_config(config)
         if config.architecture != "decoder":
             raise ValueError(
                 f"DecoderLM builds decoder-only models, but config.architecture is "

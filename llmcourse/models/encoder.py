@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llmcourse.config import ModelConfig
+from llmcourse.config import ModelConfig, check_model_config
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.feedforward import ACTIVATIONS
@@ -44,6 +44,7 @@ class EncoderLM(LanguageModel):
     head)."""
 
     def __init__(self, config: ModelConfig) -> None:
+        check_model_config(config)
         if config.architecture != "encoder":
             raise ValueError(
                 f"EncoderLM builds encoder-only models, but config.architecture is "

@@ -39,6 +39,7 @@ from llmcourse.models.decoder import DecoderLM
 from llmcourse.models.encoder import EncoderLM
 from llmcourse.models.hf_configs import config_from_hf, hf_config, transformers_family
 from llmcourse.models.seq2seq import Seq2SeqLM
+from llmcourse.utils.checks import check_type
 
 __all__ = [
     "config_from_hf",
@@ -232,6 +233,11 @@ def from_hf(hf_model: Any) -> LanguageModel:
     Supports ``GPT2LMHeadModel``, ``LlamaForCausalLM``, ``MistralForCausalLM``,
     ``BertForMaskedLM``, ``BertModel`` (no MLM head) and ``T5ForConditionalGeneration``.
     """
+    if not hasattr(hf_model, "config") or not hasattr(hf_model, "state_dict"):
+        raise TypeError(
+            "hf_model must be a transformers model (e.g. AutoModelForCausalLM.from_pretrained"
+            f"(...)), got {type(hf_model).__name__} {hf_model!r:.80}."
+        )
     config = config_from_hf(hf_model.config)
     state = hf_model.state_dict()
     if config.architecture == "encoder" and not any(k.startswith("cls.") for k in state):
@@ -243,6 +249,7 @@ def to_hf(model: LanguageModel):
     """The ``transformers`` twin of ``model`` with the same weights (eval mode, fp32)."""
     import transformers as tf
 
+    check_type("model", model, LanguageModel, "an llmcourse model (DecoderLM, EncoderLM, ...)")
     config = model.config
     family = transformers_family(config)
     classes = {

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.config import ModelConfig
+from llmcourse.models.base import check_input_ids
+from llmcourse.utils.checks import check_int
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,13 @@ class MiniGPTConfig:
     n_head: int = 12
 
     def __post_init__(self) -> None:
-        sizes = vars(self).values()
-        if not all(type(v) is int and v > 0 for v in sizes) or self.d_model % self.n_head:
-            raise ValueError(f"{self}: need positive integers, d_model divisible by n_head.")
+        for name, value in vars(self).items():
+            check_int(f"MiniGPTConfig.{name}", value, 1)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"MiniGPTConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}: "
+                "every head needs the same number of channels."
+            )
 
     def to_model_config(self) -> ModelConfig:
         """The same architecture as a ``ModelConfig`` for ``DecoderLM`` (GPT-2 style)."""
@@ -142,6 +148,7 @@ class MiniGPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> GPTOutput:
         """``idx`` ``(batch, seq)`` → logits ``(batch, seq, vocab)``, and the mean cross-entropy
         against ``targets`` ``(batch, seq)`` (the *next* token at each position; -100: skip)."""
+        check_input_ids(idx, self.config.vocab_size, "idx")  # a clear error, not torch's IndexError
         seq = idx.shape[1]
         if seq > self.config.context_length:
             raise ValueError(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llmcourse.config import ModelConfig
+from llmcourse.config import ModelConfig, check_model_config
 from llmcourse.models.base import LanguageModel, ModelOutput, check_input_ids
 from llmcourse.nn.blocks import TransformerBlock
 from llmcourse.nn.norms import make_norm
@@ -55,6 +55,7 @@ class Seq2SeqLM(LanguageModel):
     """
 
     def __init__(self, config: ModelConfig) -> None:
+        check_model_config(config)
         if config.architecture != "encoder-decoder":
             raise ValueError(
                 f"Seq2SeqLM builds encoder-decoder models, but config.architecture is "

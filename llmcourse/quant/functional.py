@@ -176,6 +176,9 @@ def sqnr(ref: torch.Tensor, approx: torch.Tensor) -> float:
 
     ``inf`` when ``approx`` equals ``ref`` exactly.
     """
+    for name, value in (("ref", ref), ("approx", approx)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"sqnr's {name} must be a tensor, got {type(value).__name__}.")
     if ref.shape != approx.shape:
         raise ValueError(
             f"sqnr needs equal shapes, got {tuple(ref.shape)} and {tuple(approx.shape)}."

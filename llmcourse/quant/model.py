@@ -26,6 +26,7 @@ from torch import nn
 from llmcourse.quant.functional import sqnr
 from llmcourse.quant.linear import Int4Linear, Int8Linear, QuantizedLinear
 from llmcourse.quant.llm_int8 import LLMInt8Linear
+from llmcourse.utils.checks import check_bool, check_int, check_number, check_type
 
 Scheme = Literal["int8", "int4", "w8a8", "llm.int8"]
 SCHEMES = ("int8", "int4", "w8a8", "llm.int8")
@@ -58,9 +59,22 @@ def quantize(
     qualified name ends with an entry of ``skip`` keep their float weights. Every layer is
     checked before any is replaced, so a bad ``group_size`` leaves the model untouched.
     """
+    if isinstance(model, nn.Linear):
+        raise TypeError(
+            "quantize(model) swaps the nn.Linear layers inside a model; it was given an "
+            f"nn.Linear itself ({model}). Wrap it (quantize(nn.Sequential(layer))) or build the "
+            "layer directly: Int8Linear(layer), Int4Linear(layer, group_size=...)."
+        )
+    check_type("model", model, nn.Module, "an nn.Module containing nn.Linear layers")
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
-    skip = tuple(skip)
+    check_int("group_size", group_size, 1)
+    check_number("threshold", threshold, 0, low_open=True)
+    check_bool("symmetric", symmetric)
+    check_bool("inplace", inplace)
+    skip = (skip,) if isinstance(skip, str) else tuple(skip)  # one name, not its letters
+    if not all(isinstance(name, str) for name in skip):
+        raise TypeError(f"skip must be layer names (strings), got {skip!r}.")
     targets = [
         (name, module)
         for name, module in model.named_modules()

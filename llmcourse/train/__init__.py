@@ -61,7 +61,7 @@ from llmcourse.train.sentence_objectives import (
 )
 from llmcourse.train.sft import sft_labels
 from llmcourse.train.tasks import LanguageModelTask, Task
-from llmcourse.train.trainer import Trainer, TrainResult
+from llmcourse.train.trainer import NonFiniteLossError, Trainer, TrainResult
 
 __all__ = [
     "GRPOConfig",
@@ -69,6 +69,7 @@ __all__ = [
     "LanguageModelTask",
     "LoRALinear",
     "NextSentenceHead",
+    "NonFiniteLossError",
     "Task",
     "TrainConfig",
     "TrainResult",

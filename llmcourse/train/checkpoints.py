@@ -18,9 +18,13 @@ MODEL_CLASSES: dict[str, type[LanguageModel]] = {
 }
 
 
-def model_from_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> LanguageModel:
-    """Rebuild the trained model from a ``Trainer`` checkpoint (weights only, in eval mode)."""
-    state = load_checkpoint(path, map_location=map_location)
+def model_from_checkpoint(
+    path: str | os.PathLike[str], map_location: str = "cpu", *, check: bool = True
+) -> LanguageModel:
+    """Rebuild the trained model from a ``Trainer`` checkpoint (weights only, in eval mode).
+
+    ``check=False`` skips the checksum and finiteness checks (``utils.load_checkpoint``)."""
+    state = load_checkpoint(path, map_location=map_location, check=check)
     extra = state.get("extra", {}) if isinstance(state, dict) else {}
     name, config = extra.get("model_class"), extra.get("model_config")
     if name not in MODEL_CLASSES or config is None:

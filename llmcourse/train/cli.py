@@ -37,7 +37,7 @@ from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.train.config import TrainConfig
 from llmcourse.train.presets import PRESET_NAMES, char_datasets, get_preset, shakespeare_chars
-from llmcourse.train.trainer import CHECKPOINT_NAME, Trainer
+from llmcourse.train.trainer import CHECKPOINT_NAME, NonFiniteLossError, Trainer
 from llmcourse.utils.distributed import cleanup_distributed, init_distributed
 from llmcourse.utils.seed import seed_everything
 
@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
     """Train a preset with the flags of ``build_parser``; the result dict on rank 0."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     preset = get_preset(args["preset"])
@@ -120,12 +121,21 @@ def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
         # A shortened run keeps the preset's shape: warm up for the same share of the steps.
         share = preset.train.warmup_steps / preset.train.max_steps
         train_changes["warmup_steps"] = round(share * train_changes["max_steps"])
-    model_config = preset.model.replace(**model_changes)
-    train_config = preset.train.replace(**train_changes)
+    try:  # a flag out of range is a usage error (exit 2) naming the flag's field
+        model_config = preset.model.replace(**model_changes)
+        train_config = preset.train.replace(**train_changes)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     if train_config.bytes_per_token is None:
         train_config = train_config.replace(bytes_per_token=shakespeare_chars().bytes_per_token)
     if args["resume"] and train_config.out_dir is None:
         raise SystemExit("--resume needs --out-dir (where the checkpoint is).")
+    checkpoint = Path(train_config.out_dir or ".") / CHECKPOINT_NAME
+    if args["resume"] and not checkpoint.is_file():
+        raise SystemExit(
+            f"--resume: there is no checkpoint in {train_config.out_dir} ({checkpoint} does not "
+            "exist). Check --out-dir, or drop --resume to start a new run there."
+        )
 
     ctx = init_distributed()
     if args["global_batch_size"]:
@@ -142,10 +152,15 @@ def train_preset(argv: Sequence[str]) -> dict[str, Any] | None:
         model_config, train_config, preset.eval_windows, ctx.world_size
     )
     trainer = Trainer(DecoderLM(model_config), train_config, train_data, val_data, ctx=ctx)
-    checkpoint = Path(train_config.out_dir or ".") / CHECKPOINT_NAME
-    if args["resume"] and checkpoint.is_file():
-        trainer.load_checkpoint(checkpoint)
-    result = trainer.fit(steps=args["steps"])
+    try:
+        if args["resume"]:
+            trainer.load_checkpoint(checkpoint)  # refuses another config or a corrupt file
+        result = trainer.fit(steps=args["steps"])
+    except (NonFiniteLossError, ValueError) as error:
+        if isinstance(error, ValueError) and not args["resume"]:
+            raise
+        cleanup_distributed()
+        raise SystemExit(f"error: {error}") from error
     if trainer.val_batches is not None and result.val_loss is None:
         result.val_loss = trainer.evaluate(train_config.eval_batches)["val_loss"]
     weights = trainer.model_state()

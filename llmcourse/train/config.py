@@ -9,10 +9,12 @@ fixed and 1 GPU, 8 GPUs or 8 GPUs with accumulation train the same model.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmcourse.train.schedule import KINDS, ScheduleKind
+from llmcourse.utils.checks import check_bool, check_int, check_number
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Parallel = Literal["ddp", "fsdp"]
@@ -76,6 +78,9 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: only at the end (and on SIGINT/SIGTERM)
     max_seconds: float | None = None  # stop (and checkpoint) after this much wall time
     out_dir: str | None = None  # log.jsonl and checkpoint.safetensors go here
+    # Steps in a row whose loss may be NaN/infinite (each skips its update) before the run stops
+    # with NonFiniteLossError; 0: stop at the first. fp16's skipped overflow steps do not count.
+    max_nonfinite_steps: int = 0
     progress_bar: bool = True
     shuffle: bool = True
     seed: int = 0
@@ -88,24 +93,45 @@ class TrainConfig:
                 )
         positive = ("max_steps", "batch_size", "grad_accum_steps", "log_every", "seq_len_start")
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}.")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seq_len_warmup_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"TrainConfig.{name} must be an integer ≥ 0, got {value!r}.")
+            check_int(f"TrainConfig.{name}", getattr(self, name), 1)
+        at_least_zero = (
+            "warmup_steps", "eval_every", "checkpoint_every", "seq_len_warmup_steps",
+            "decoder_start_id", "max_nonfinite_steps", "seed",
+        )  # fmt: skip
+        for name in at_least_zero:
+            check_int(f"TrainConfig.{name}", getattr(self, name), 0)
+        check_int("TrainConfig.eval_batches", self.eval_batches, 1, optional=True)
+        for name in ("gradient_checkpointing", "compile", "zero1", "progress_bar", "shuffle"):
+            check_bool(f"TrainConfig.{name}", getattr(self, name))
         if self.warmup_steps > self.max_steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} exceeds max_steps={self.max_steps}; "
                 "shorten the warm-up."
             )
-        if self.lr <= 0 or self.weight_decay < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError("Need lr > 0, weight_decay ≥ 0 and 0 ≤ min_lr_ratio ≤ 1.")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip}.")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        check_number("TrainConfig.lr", self.lr, 0, low_open=True)
+        check_number("TrainConfig.weight_decay", self.weight_decay, 0)
+        check_number("TrainConfig.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        check_number("TrainConfig.eps", self.eps, 0, low_open=True)
+        check_number("TrainConfig.aux_loss_weight", self.aux_loss_weight, 0)
+        check_number("TrainConfig.grad_clip", self.grad_clip, 0, low_open=True, optional=True)
+        check_number("TrainConfig.label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        check_number("TrainConfig.target_val_loss", self.target_val_loss, optional=True)
+        check_number("TrainConfig.bytes_per_token", self.bytes_per_token, 0, low_open=True,
+                     optional=True)  # fmt: skip
+        # Adam's moment decays: 1 would never forget (and divide by 1 - β^t = 0 at t = 0).
+        if isinstance(self.betas, (list, tuple)) and len(self.betas) == 2:
+            for index, beta in enumerate(self.betas):
+                check_number(f"TrainConfig.betas[{index}]", beta, 0, 1, high_open=True)
+            object.__setattr__(self, "betas", tuple(self.betas))
+        else:
+            raise TypeError(f"TrainConfig.betas must be a pair (beta1, beta2), got {self.betas!r}.")
+        check_number("TrainConfig.max_seconds", self.max_seconds, 0, low_open=True, optional=True)
+        if self.out_dir is not None:
+            if not isinstance(self.out_dir, (str, os.PathLike)):
+                raise TypeError(
+                    f"TrainConfig.out_dir must be a folder path or None, got {self.out_dir!r}."
+                )
+            object.__setattr__(self, "out_dir", os.fspath(self.out_dir))  # JSON in checkpoints
         if self.zero1 and self.parallel != "ddp":
             raise ValueError("zero1 shards the optimizer under DDP; FSDP already shards it.")
         if self.seq_len_warmup_steps and self.objective != "causal":
@@ -125,10 +151,6 @@ class TrainConfig:
                 f"mixed_precision={self.mixed_precision!r} is FSDP's cast of the sharded weights; "
                 "set parallel='fsdp', or use precision='bf16' (autocast) with DDP."
             )
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive or None, got {self.max_seconds}.")
-        if self.eval_batches is not None and self.eval_batches <= 0:
-            raise ValueError(f"eval_batches must be positive or None, got {self.eval_batches}.")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""

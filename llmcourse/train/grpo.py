@@ -47,6 +47,7 @@ from llmcourse.train.masked import masked_mean, masked_normalize
 from llmcourse.train.ppo import KLEstimator, clipped_surrogate, entropy_from_logits, kl_estimate
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.tasks import Metrics, Task
+from llmcourse.utils.checks import check_bool, check_int, check_number
 
 LossType = Literal["no_baseline", "reinforce_with_baseline", "grpo_clip"]
 Aggregation = Literal["token", "sequence", "constant"]
@@ -182,6 +183,17 @@ class GRPOConfig:
                     f"GRPOConfig.{name}={getattr(self, name)!r}; use one of "
                     f"{', '.join(get_args(kind))}."
                 )
+        for name in ("prompts_per_rollout", "max_new_tokens", "epochs", "minibatch_size"):
+            check_int(f"GRPOConfig.{name}", getattr(self, name), 1)
+        check_int("GRPOConfig.group_size", self.group_size)
+        check_int("GRPOConfig.stop_token", self.stop_token, 0, optional=True)
+        check_bool("GRPOConfig.normalize_by_std", self.normalize_by_std)
+        for name in ("clip", "lr", "max_grad_norm"):
+            check_number(f"GRPOConfig.{name}", getattr(self, name), 0, low_open=True)
+        check_number("GRPOConfig.temperature", self.temperature)  # its range: below
+        check_number("GRPOConfig.advantage_eps", self.advantage_eps, 0)
+        check_number("GRPOConfig.kl_coef", self.kl_coef, 0)
+        check_number("GRPOConfig.constant", self.constant, 0, low_open=True, optional=True)
         if self.group_size < 2:
             raise ValueError(
                 f"group_size must be at least 2 (a group is the baseline), got {self.group_size}."
@@ -198,7 +210,7 @@ class GRPOConfig:
             )
         if self.kl_coef < 0 or self.clip <= 0 or self.max_new_tokens < 1 or self.epochs < 1:
             raise ValueError("Need kl_coef ≥ 0, clip > 0, max_new_tokens ≥ 1 and epochs ≥ 1.")
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             raise ValueError(
                 f"temperature={self.temperature}: GRPO needs sampled answers (temperature > 0)."
             )

@@ -51,6 +51,7 @@ from llmcourse.models.ablations import (
 from llmcourse.models.minigpt import MiniGPT, MiniGPTConfig
 from llmcourse.train.presets import char_datasets, get_preset, shakespeare_chars
 from llmcourse.train.trainer import Trainer
+from llmcourse.utils.checks import check_int, check_number
 from llmcourse.utils.seed import seed_everything
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -109,6 +110,17 @@ class LadderConfig:
     warmup_steps: int = 50
     eval_every: int = 50
     eval_windows: int = 240
+
+    def __post_init__(self) -> None:
+        names = ("d_model", "n_layer", "n_head", "context_length", "steps", "batch_size")
+        for name in (*names, "eval_every", "eval_windows"):
+            check_int(f"LadderConfig.{name}", getattr(self, name), 1)
+        check_int("LadderConfig.warmup_steps", self.warmup_steps, 0, self.steps)
+        check_number("LadderConfig.lr", self.lr, 0, low_open=True)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"LadderConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}."
+            )
 
     @property
     def tokens(self) -> int:
@@ -402,15 +414,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m llmcourse.train ladder ...``: train, print the table, write the files."""
-    args = vars(build_parser().parse_args(argv))
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     if args["seeds"] < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args['seeds']}.")
     changes = {f.name: args[f.name] for f in dataclasses.fields(LadderConfig)}
-    config = dataclasses.replace(
-        BUDGETS[args["budget"]], **{k: v for k, v in changes.items() if v is not None}
-    )
+    try:
+        config = dataclasses.replace(
+            BUDGETS[args["budget"]], **{k: v for k, v in changes.items() if v is not None}
+        )
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     start = time.perf_counter()
     results = run_ladder(config, range(args["seeds"]), args["rungs"], verbose=True)
     shown = sys.argv[2:] if argv is None else argv

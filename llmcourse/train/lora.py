@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmcourse.utils.checks import check_int, check_number, check_type
+
 
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable rank-``r`` update (see the module docstring)."""
@@ -35,10 +37,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}.")
-        if not isinstance(r, int) or r <= 0:
-            raise ValueError(f"The rank r must be a positive integer, got {r!r}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        _check_adapter(r, alpha, dropout)
         self.base, self.r, self.alpha = base, r, alpha
         self.scaling = alpha / r
         base.weight.requires_grad_(False)
@@ -80,6 +79,12 @@ class LoRALinear(nn.Module):
         return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
 
 
+def _check_adapter(r: int, alpha: float, dropout: float) -> None:
+    check_int("the LoRA rank r", r, 1)
+    check_number("the LoRA scale alpha", alpha, 0, low_open=True)  # α/r multiplies B·A
+    check_number("the LoRA dropout", dropout, 0, 1, high_open=True)
+
+
 def linear_names(model: nn.Module) -> list[str]:
     """The distinct last name parts of ``model``'s ``nn.Linear`` modules (the valid targets)."""
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if _is_linear(m)})
@@ -102,6 +107,8 @@ def apply_lora(
     message lists the names that exist) and for a linear layer whose weight is tied to another
     module (merging would change both, e.g. a tied ``lm_head`` and its embedding).
     """
+    check_type("model", model, nn.Module, "an nn.Module")
+    _check_adapter(r, alpha, dropout)  # before anything is frozen or replaced
     if isinstance(target_modules, str):
         target_modules = [target_modules]
     if not target_modules:
@@ -193,8 +200,11 @@ def save_lora(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_lora(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
-    """Load adapters saved by ``save_lora``; wraps ``model`` first if it has none yet."""
+def load_lora(model: nn.Module, path: str | os.PathLike[str], *, check: bool = True) -> nn.Module:
+    """Load adapters saved by ``save_lora``; wraps ``model`` first if it has none yet.
+
+    Adapters of another rank or layer width are refused before any is copied; with ``check``
+    (the default) so are adapters holding NaN or infinity (a diverged run)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -213,6 +223,20 @@ def load_lora(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
             f"{path} does not fit this model: adapters for {sorted(set(tensors) - expected)[:3]} "
             f"have no layer, layers {sorted(expected - set(tensors))[:3]} have no adapter."
         )
+    for name, layer in layers.items():
+        for part in ("lora_A", "lora_B"):
+            saved, current = tensors[f"{name}.{part}"], getattr(layer, part)
+            if saved.shape != current.shape:
+                raise ValueError(
+                    f"{path}: {name}.{part} is {tuple(saved.shape)} but this model's adapter is "
+                    f"{tuple(current.shape)} (r={layer.r}); load into a model wrapped with the "
+                    f"saved settings {settings}."
+                )
+            if check and not bool(torch.isfinite(saved).all()):
+                raise ValueError(
+                    f"{path}: {name}.{part} holds NaN or infinite values (the run diverged); "
+                    "pass check=False to load it anyway."
+                )
     with torch.no_grad():
         for name, layer in layers.items():
             layer.lora_A.copy_(tensors[f"{name}.lora_A"])

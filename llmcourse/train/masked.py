@@ -30,6 +30,18 @@ def _check(x: torch.Tensor, mask: torch.Tensor | None) -> None:
         ) from None
 
 
+def _check_dim(x: torch.Tensor, dim: int | None) -> None:
+    if dim is None:
+        return
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int or None, got {type(dim).__name__} {dim!r}.")
+    if not -x.dim() <= dim < max(x.dim(), 1):
+        raise ValueError(
+            f"dim={dim} is out of range for values of shape {tuple(x.shape)}: use "
+            f"{-x.dim()} … {x.dim() - 1}, or None for every dimension."
+        )
+
+
 def masked_mean(
     x: torch.Tensor, mask: torch.Tensor | None = None, dim: int | None = None
 ) -> torch.Tensor:
@@ -42,6 +54,7 @@ def masked_mean(
     >>> masked_mean(x, m).item(), masked_mean(x, m, dim=-1).tolist()
     (1.5, [1.5, 0.0])
     """
+    _check_dim(x, dim)
     if mask is None:
         return x.mean() if dim is None else x.mean(dim)
     _check(x, mask)
@@ -64,8 +77,9 @@ def masked_normalize(
     >>> masked_normalize(x, torch.tensor([[1, 1, 0], [1, 0, 0]]), dim=-1, constant=4.0).tolist()
     [0.75, 1.0]
     """
-    if constant <= 0:
-        raise ValueError(f"constant must be positive, got {constant}.")
+    if not 0 < constant < float("inf"):  # also refuses NaN
+        raise ValueError(f"constant must be positive and finite, got {constant}.")
+    _check_dim(x, dim)
     _check(x, mask)
     masked = x if mask is None else x * mask.to(x.dtype)
     return (masked.sum() if dim is None else masked.sum(dim)) / constant

@@ -37,6 +37,7 @@ from typing import Literal
 import torch
 
 from llmcourse.train.masked import masked_mean, masked_normalize
+from llmcourse.utils.checks import check_number
 
 KLEstimator = Literal["k1", "k2", "k3"]
 Reduction = Literal["mean", "sum"]
@@ -113,6 +114,8 @@ def gae(
         raise ValueError(
             f"rewards {tuple(rewards.shape)} and values {tuple(values.shape)} must match."
         )
+    check_number("gamma", gamma, 0, 1)  # a discount: γ > 1 makes the sums grow without bound
+    check_number("lam", lam, 0, 1)
     next_values = torch.cat((values[..., 1:], torch.zeros_like(values[..., :1])), dim=-1)
     deltas = rewards + gamma * next_values - values
     steps = rewards.shape[-1]

@@ -46,6 +46,7 @@ from llmcourse.train.ppo import (
 )
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.tasks import Metrics, Task
+from llmcourse.utils.checks import check_bool, check_int, check_number
 
 
 class PolicyWithValue(nn.Module):
@@ -92,6 +93,18 @@ class PPOConfig:
     stop_token: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens", "ppo_epochs", "minibatch_size", "kl_horizon"):
+            check_int(f"PPOConfig.{name}", getattr(self, name), 1)
+        check_int("PPOConfig.stop_token", self.stop_token, 0, optional=True)
+        check_bool("PPOConfig.whiten_advantages", self.whiten_advantages)
+        for name in ("lr", "clip", "value_clip", "max_grad_norm"):
+            check_number(f"PPOConfig.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("vf_coef", "kl_coef"):
+            check_number(f"PPOConfig.{name}", getattr(self, name), 0)
+        for name in ("gamma", "lam"):  # discount and GAE's λ (Schulman et al. 2016)
+            check_number(f"PPOConfig.{name}", getattr(self, name), 0, 1)
+        check_number("PPOConfig.target_kl", self.target_kl, 0, low_open=True, optional=True)
+        check_number("PPOConfig.temperature", self.temperature)  # its range: below
         if self.batch_size % self.minibatch_size:
             raise ValueError(
                 f"batch_size={self.batch_size} must be a multiple of minibatch_size="
@@ -104,7 +117,7 @@ class PPOConfig:
             raise ValueError(
                 f"kl_estimator={self.kl_estimator!r}; use one of {', '.join(estimators)}."
             )
-        if self.temperature <= 0:
+        if not self.temperature > 0:
             raise ValueError(f"temperature={self.temperature}: PPO samples, so it must be > 0.")
         if self.ppo_epochs < 1 or self.max_new_tokens < 1:
             raise ValueError("Need ppo_epochs ≥ 1 and max_new_tokens ≥ 1.")

@@ -25,6 +25,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,8 @@ from torch import nn
 
 from llmcourse.config import ModelConfig
 from llmcourse.data.arithmetic import (
+    CHECKERS,
+    OPERATIONS,
     ArithmeticProblems,
     ArithmeticReward,
     Problem,
@@ -53,6 +56,8 @@ from llmcourse.train.ppo import kl_from_logits
 from llmcourse.train.rollouts import response_ids, response_mask
 from llmcourse.train.trainer import Trainer
 from llmcourse.utils.checkpoint import save_checkpoint
+from llmcourse.utils.checks import check_choice, check_int, check_number, check_type
+from llmcourse.utils.logging import get_logger
 from llmcourse.utils.paths import cache_dir
 from llmcourse.utils.seed import seed_everything
 
@@ -106,6 +111,42 @@ class RLVRConfig:
     eval_problems: int = 500
     sample_problems: int = 100
     eval_samples: int = 8
+
+    def __post_init__(self) -> None:
+        check_int("RLVRConfig.digits", self.digits, 1, 6)
+        check_type("RLVRConfig.ops", self.ops, str, "a string of operators")
+        if not self.ops or any(op not in OPERATIONS for op in self.ops):
+            raise ValueError(
+                f"RLVRConfig.ops must be drawn from {''.join(OPERATIONS)!r}, got {self.ops!r}."
+            )
+        check_number("RLVRConfig.held_out", self.held_out, 0, 1, low_open=True, high_open=True)
+        positive = (
+            "n_layer", "d_model", "n_head", "context_length", "sft_steps", "sft_batch_size",
+            "sft_check_every", "sft_check_problems", "rollouts", "prompts_per_rollout",
+            "minibatch_size", "dpo_batch_size", "lax_max_new_tokens", "eval_problems",
+            "sample_problems", "eval_samples",
+        )  # fmt: skip
+        for name in positive:
+            check_int(f"RLVRConfig.{name}", getattr(self, name), 1)
+        check_int("RLVRConfig.group_size", self.group_size, 2)  # a group is GRPO's baseline
+        check_int("RLVRConfig.rl_warmup_steps", self.rl_warmup_steps, 0)
+        for name in ("sft_lr", "rl_lr", "dpo_beta", "dpo_lr", "lax_temperature"):
+            check_number(f"RLVRConfig.{name}", getattr(self, name), 0, low_open=True)
+        for name in ("kl_coef", "dpo_nll_coef"):
+            check_number(f"RLVRConfig.{name}", getattr(self, name), 0)
+        check_number("RLVRConfig.sft_target", self.sft_target, 0, 1, low_open=True, optional=True)
+        share = self.dpo_sampling_share
+        check_number("RLVRConfig.dpo_sampling_share", share, 0, 1, low_open=True, high_open=True)
+        check_choice("RLVRConfig.lax_checker", self.lax_checker, CHECKERS)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"RLVRConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}."
+            )
+        if self.sample_problems > self.eval_problems:
+            raise ValueError(
+                f"RLVRConfig.sample_problems={self.sample_problems} must be <= eval_problems="
+                f"{self.eval_problems} (they are the first of the evaluation problems)."
+            )
 
     @classmethod
     def tiny(cls) -> RLVRConfig:
@@ -224,6 +265,17 @@ def sft_start(
     return model.eval(), trainer.history
 
 
+def _sft_recipe(config: RLVRConfig, seed: int) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in SFT_FIELDS} | {"seed": seed}
+
+
+def sft_cache_folder(config: RLVRConfig | None = None, seed: int = 0) -> Path:
+    """Where ``cached_sft_start`` keeps the model of ``config``'s SFT fields and ``seed``."""
+    recipe = _sft_recipe(config or RLVRConfig(), seed)
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "arithmetic-sft" / key
+
+
 def cached_sft_start(
     config: RLVRConfig | None = None, seed: int = 0, retrain: bool = False, verbose: bool = False
 ) -> tuple[DecoderLM, list[dict[str, Any]]]:
@@ -231,11 +283,14 @@ def cached_sft_start(
     depends on (``SFT_FIELDS``) and the seed; later calls load it in a fraction of a second.
     ``llmcourse data`` calls it at set-up (lesson 09 starts from it)."""
     config = config or RLVRConfig()
-    recipe = {name: getattr(config, name) for name in SFT_FIELDS} | {"seed": seed}
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_dir() / "arithmetic-sft" / key
+    recipe = _sft_recipe(config, seed)
+    folder = sft_cache_folder(config, seed)
     weights, log = folder / "model.safetensors", folder / "history.json"
     if retrain or not (weights.is_file() and log.is_file()):
+        get_logger().info(
+            f"Teaching the arithmetic GPT to add by SFT (up to {config.sft_steps} steps; once, "
+            f"about a minute on 2 CPU cores); later calls load it from {folder}."
+        )
         model, history = sft_start(config, seed, progress_bar=verbose)
         folder.mkdir(parents=True, exist_ok=True)
         # History first, weights last: a run killed in between leaves no weights, so it retrains.

@@ -69,10 +69,14 @@ def config_from(args: argparse.Namespace) -> RLVRConfig:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command; returns what ``RESULT`` prints (or the results written by --compare)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = config_from(args)
+    try:
+        config = config_from(args)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     command = "python -m llmcourse.train grpo " + shlex.join(list(argv or []))
     if args.compare:
         results = compare(config, args.seeds, args.methods, jobs=args.jobs)

@@ -27,6 +27,7 @@ from llmcourse.train.checkpoints import model_from_checkpoint
 from llmcourse.train.presets import char_datasets, get_preset, shakespeare_chars
 from llmcourse.train.trainer import Trainer
 from llmcourse.utils.checkpoint import save_checkpoint
+from llmcourse.utils.logging import get_logger
 from llmcourse.utils.paths import cache_dir
 from llmcourse.utils.seed import seed_everything
 
@@ -46,10 +47,16 @@ class TinyGPT:
 def cache_key() -> str:
     """``shakespeare-char-<12 hex digits>``: the preset's name and a hash of its recipe."""
     preset = get_preset(PRESET)
-    recipe = json.dumps(
-        {"model": preset.model.to_dict(), "train": preset.train.to_dict()}, sort_keys=True
-    )
+    train = preset.train.to_dict()
+    # It can only stop a run, never change its weights: leaving it out keeps existing caches.
+    train.pop("max_nonfinite_steps")
+    recipe = json.dumps({"model": preset.model.to_dict(), "train": train}, sort_keys=True)
     return f"{PRESET}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def cache_folder() -> Path:
+    """Where the pretrained weights (``model.safetensors``) and ``history.json`` are cached."""
+    return cache_dir() / "tiny-gpt" / cache_key()
 
 
 def pretrained_tiny_gpt(retrain: bool = False, verbose: bool = False) -> TinyGPT:
@@ -57,9 +64,14 @@ def pretrained_tiny_gpt(retrain: bool = False, verbose: bool = False) -> TinyGPT
 
     ``retrain=True`` ignores the cache; ``verbose=True`` shows the training progress bar.
     """
-    folder = cache_dir() / "tiny-gpt" / cache_key()
+    folder = cache_folder()
     weights, log = folder / "model.safetensors", folder / "history.json"
     if retrain or not (weights.is_file() and log.is_file()):
+        steps = get_preset(PRESET).train.max_steps
+        get_logger().info(
+            f"Pretraining the course's tiny GPT ({steps} steps; once, about a minute on 2 CPU "
+            f"cores); later calls load it from {folder}."
+        )
         _train(folder, verbose)
     record = json.loads(log.read_text())
     model = model_from_checkpoint(weights)

@@ -53,6 +53,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from llmcourse.config import ModelConfig
 from llmcourse.eval.perplexity import bits_per_byte_from_loss, perplexity_from_loss
 from llmcourse.models.base import LanguageModel
 from llmcourse.train import metrics
@@ -72,6 +73,7 @@ from llmcourse.train.schedule import lr_lambda
 from llmcourse.train.stopping import StopRequest
 from llmcourse.train.tasks import Task, check_task, fingerprint, place_frozen_models
 from llmcourse.utils.checkpoint import load_checkpoint, save_checkpoint
+from llmcourse.utils.checks import check_int, check_type
 from llmcourse.utils.devices import autocast_dtype
 from llmcourse.utils.distributed import DistributedContext, init_distributed
 from llmcourse.utils.modes import eval_mode
@@ -79,6 +81,20 @@ from llmcourse.utils.runlog import RunLog
 from llmcourse.utils.seed import rng_state, set_rng_state
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+
+# TrainConfig fields a resumed run may change: they do not alter what is computed, only what is
+# watched and when it stops. Any other difference would make the resumed run a different run.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "out_dir", "eval_every", "eval_batches", "target_val_loss", "bytes_per_token",
+        "log_every", "checkpoint_every", "max_seconds", "progress_bar", "compile",
+        "gradient_checkpointing", "max_nonfinite_steps",
+    }
+)  # fmt: skip
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss was NaN or infinite for more steps in a row than the config allows."""
 
 
 @dataclass
@@ -120,6 +136,7 @@ class Trainer:
     ) -> None:
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}.")
+        check_type("model", model, nn.Module, "an nn.Module (e.g. DecoderLM(config))")
         self.config, self.on_log = config, on_log
         self.task = check_task(task, config, train_data)
         self.ctx = ctx or init_distributed()
@@ -161,6 +178,7 @@ class Trainer:
         )
         self.flops_per_token: float | None = None  # known once a batch shows the length
         self.step, self.tokens_seen = 0, 0
+        self.nonfinite_steps = 0  # training steps in a row whose loss was NaN or infinite
         self.history: list[dict[str, Any]] = []
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         self.log: RunLog | None = None  # open while fit runs (rank 0, with an out_dir)
@@ -169,7 +187,12 @@ class Trainer:
     # -- one optimizer step -----------------------------------------------------------------
     def train_step(self) -> dict[str, Any]:
         """Steps 1-4 of the module docstring; returns the step's loss, the task's metrics (and
-        its rollout's), lr, grad norm and tokens."""
+        its rollout's), lr, grad norm and tokens.
+
+        A step whose (global) loss is NaN or infinite takes no optimizer step, so the weights
+        stay finite; more than ``config.max_nonfinite_steps`` such steps in a row raise
+        ``NonFiniteLossError``. (fp16's gradient scaler skipping a step whose *gradients*
+        overflowed is normal and is not counted: the loss was finite.)"""
         config, ctx, task = self.config, self.ctx, self.task
         self.model.train()
         micro_batches = [self._next_micro_batch() for _ in range(config.grad_accum_steps)]
@@ -189,23 +212,34 @@ class Trainer:
             for name, value in task_metrics.items():
                 value = _as_tensor(value, ctx.device).detach().double()
                 metric_sums[name] = metric_sums.get(name, 0.0) + value
+        sums = torch.stack([loss_sum, *(metric_sums[name] for name in sorted(metric_sums))])
+        if ctx.is_distributed:
+            dist.all_reduce(sums)  # every process sees the same loss, so all skip or stop together
+        means = (sums / count.clamp(min=1)).tolist()
+        finite = math.isfinite(means[0])
+        self.nonfinite_steps = 0 if finite else self.nonfinite_steps + 1
+        if self.nonfinite_steps > config.max_nonfinite_steps:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(
+                f"The training loss is {means[0]} at step {self.step + 1} "
+                f"({self.nonfinite_steps} step(s) in a row; TrainConfig.max_nonfinite_steps="
+                f"{config.max_nonfinite_steps}). The run has diverged: lower lr, keep grad_clip "
+                "on, or train in fp32. The weights are those before this step; a checkpoint in "
+                "out_dir predates it (resume from it with a smaller lr)."
+            )
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         grad_norm = None
         if config.grad_clip is not None:
             grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
-        if self.scaler:
+        if self.scaler:  # skips the step itself when the gradients are not finite
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
+        elif finite:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        sums = torch.stack([loss_sum, *(metric_sums[name] for name in sorted(metric_sums))])
-        if ctx.is_distributed:
-            dist.all_reduce(sums)
-        means = (sums / count.clamp(min=1)).tolist()
         tokens = sum(task.tokens(b) for b in micro_batches) * ctx.world_size
         self.step += 1
         self.tokens_seen += tokens
@@ -251,6 +285,7 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
     def fit(self, steps: int | None = None) -> TrainResult:
         """Train until ``config.max_steps`` (or for ``steps`` more steps), then checkpoint."""
+        check_int("steps", steps, 0, optional=True)
         config, ctx = self.config, self.ctx
         end = config.max_steps if steps is None else min(config.max_steps, self.step + steps)
         start = time.perf_counter()
@@ -308,6 +343,9 @@ class Trainer:
         show = self.ctx.is_main and self.config.progress_bar
         bar = tqdm(total=end, initial=self.step, disable=not show, desc=self.task.name)
         if self.out_dir is not None and self.ctx.is_main:
+            # Lines past the step we start from were written by a run that died after its last
+            # checkpoint; this run writes those steps again, so drop them (no step twice).
+            RunLog.drop_after(self.out_dir / "log.jsonl", self.step)
             self.log = RunLog(self.out_dir / "log.jsonl")
         try:
             yield bar
@@ -335,6 +373,7 @@ class Trainer:
         Every process scores its share of the validation set in order; the sums are combined,
         so the result is the mean over all scored units whatever the number of processes.
         """
+        check_int("max_batches", max_batches, 1, optional=True)
         if not self._can_evaluate:
             raise ValueError("No validation data: pass val_data to Trainer.")
         result: dict[str, float] = {}
@@ -428,16 +467,28 @@ class Trainer:
             dist.barrier()
         return path
 
-    def load_checkpoint(self, path: str | Path | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path | None = None, *, check: bool = True
+    ) -> dict[str, Any]:
         """Resume from a checkpoint: weights, optimizer, schedule, RNG, step, data position,
         task state and rollout.
 
         The data position counts micro-batches per process, so resume with the same number of
-        processes and batch size; the weights alone load under any layout.
+        processes and batch size; the weights alone load under any layout. The checkpoint must
+        come from the same model config and the same ``TrainConfig`` (up to
+        ``RESUME_MAY_CHANGE``), with weights of the model's shapes; ``check=False`` skips the
+        checksum and finiteness checks of ``llmcourse.utils.load_checkpoint``.
         """
         path = self._checkpoint_path(path)
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, check=check)
+        if not isinstance(state, dict) or not isinstance(state.get("extra"), dict):
+            raise ValueError(
+                f"{path} is not a Trainer checkpoint (no training state in it); load its weights "
+                "with model.load_state_dict instead."
+            )
         extra = state["extra"]
+        self._check_same_run(path, extra)
+        _check_shapes(path, state.get("model", {}), unwrap(self.model))
         if extra.get("world_size", 1) != self.ctx.world_size:
             raise ValueError(
                 f"{path} was written by {extra['world_size']} process(es), this run has "
@@ -471,6 +522,19 @@ class Trainer:
         else:
             self.train_batches.seek(extra["data_position"])
         return extra
+
+    def _check_same_run(self, path: Path, extra: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model or another recipe, naming what differs."""
+        config = getattr(unwrap(self.model), "config", None)
+        saved_model = extra.get("model_config")
+        # An llmcourse ModelConfig; a transformers config also records library versions, so
+        # those models are compared by their weights' shapes only (_check_shapes).
+        if saved_model is not None and isinstance(config, ModelConfig):
+            _refuse_differences(path, "model config", saved_model, config.to_dict(), ())
+        saved_train = extra.get("train_config")
+        if saved_train is not None:
+            current = self.config.to_dict()
+            _refuse_differences(path, "TrainConfig", saved_train, current, RESUME_MAY_CHANGE)
 
     def model_state(self) -> dict[str, torch.Tensor]:
         """The full (unsharded) weights on rank 0; every process must call this."""
@@ -525,6 +589,35 @@ class Trainer:
         bar.set_postfix(shown, refresh=False)
         if self.on_log is not None:
             self.on_log(record)
+
+
+def _refuse_differences(
+    path: Path, what: str, saved: dict[str, Any], current: dict[str, Any], allowed: frozenset
+) -> None:
+    names = sorted(set(saved) | set(current))
+    differ = [n for n in names if n not in allowed and saved.get(n) != current.get(n)]
+    if differ:
+        changes = ", ".join(f"{n}: {saved.get(n)!r} → {current.get(n)!r}" for n in differ)
+        raise ValueError(
+            f"{path} was written with another {what} ({changes}): resuming would not continue "
+            "that run. Resume with the settings it was trained with, or start a fresh run in "
+            "another out_dir."
+        )
+
+
+def _check_shapes(path: Path, saved: dict[str, Any], model: nn.Module) -> None:
+    """Compare the checkpoint's weights with the model's before anything is loaded."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    wrong = [
+        f"{name} {tuple(t.shape)} (model: {expected[name]})"
+        for name, t in saved.items()
+        if name in expected and tuple(t.shape) != expected[name]
+    ]
+    if wrong:
+        raise ValueError(
+            f"{path} holds weights of other shapes than this model's: {'; '.join(wrong[:5])}"
+            f"{' …' if len(wrong) > 5 else ''}. Build the model with the config it was saved with."
+        )
 
 
 def _as_tensor(value: Any, device: torch.device) -> torch.Tensor:

@@ -5,7 +5,8 @@
 - ``paths``: ``cache_dir``, ``home_dir``, ``repo_root``;
 - ``checkpoint``: atomic safetensors + JSON checkpoints (``save_checkpoint``, ``load_checkpoint``);
 - ``logging`` (``get_logger``), ``modes`` (``eval_mode``), ``runlog`` (``RunLog``, JSON lines),
-  ``distributed`` (``init_distributed``, ``DistributedContext``), ``lazy`` (``lazy_exports``).
+  ``distributed`` (``init_distributed``, ``DistributedContext``), ``lazy`` (``lazy_exports``),
+  ``checks`` (``check_int``, ``check_number``, ...: argument checks with one message format).
 
 Names are loaded on first use (PEP 562), so ``llmcourse.utils.paths`` is usable without paying
 for ``import torch`` (the grader and the CLI start faster that way).

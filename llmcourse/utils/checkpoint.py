@@ -8,8 +8,15 @@ A process killed mid-save leaves the previous checkpoint untouched and only a st
 which the next save removes.
 
 Why not ``torch.save``? It pickles, and unpickling runs code: loading a checkpoint from the
-internet with it is unsafe. Where a legacy ``.pt`` file must be read, ``load_checkpoint`` uses
-``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+internet with it is unsafe. Where a legacy ``torch.save`` file must be read, ``load_checkpoint``
+uses ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+The format is read from the file's first bytes, never from its name, so ``save_checkpoint("x.pt")``
+followed by ``load_checkpoint("x.pt")`` reads back what was written.
+
+Loading refuses what would silently poison a run: every tensor's CRC-32 is stored in the header
+and checked (a flipped byte on disk is caught), and every floating-point tensor must be finite (a
+checkpoint saved after a divergence holds NaN). ``check=False`` skips both, e.g. to inspect a
+diverged run.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import os
 import re
 import uuid
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,19 +52,34 @@ def save_checkpoint(path: str | os.PathLike[str], state: Any) -> Path:
     seen: dict[tuple[Any, ...], str] = {}
     skeleton = _flatten(state, "", tensors, seen)
     # Python's json writes NaN/Infinity (a loss can be NaN) and reads them back.
-    header = {"format": FORMAT, "state": json.dumps(skeleton)}
+    checksums = {name: _crc32(tensor) for name, tensor in tensors.items()}
+    header = {"format": FORMAT, "state": json.dumps(skeleton), "crc32": json.dumps(checksums)}
     _remove_stale_temps(path)
     _atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
-    """Read what ``save_checkpoint`` wrote (``.pt``/``.bin``: ``torch.load(weights_only=True)``)."""
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    *,
+    check: bool = True,
+) -> Any:
+    """Read what ``save_checkpoint`` wrote (or a ``torch.save`` file, with ``weights_only=True``).
+
+    With ``check`` (the default) a tensor whose bytes no longer match the CRC-32 recorded at save
+    time, or a floating-point tensor holding NaN or infinity, raises ``ValueError`` naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint at {path}. Check the path (and the run directory).")
-    if path.suffix in {".pt", ".pth", ".bin"}:
-        return torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be True or False, got {check!r}.")
+    if _is_torch_file(path):
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if check:
+            _check_finite(path, _named_tensors(state, ""))
+        return state
     device = str(torch.device(map_location))
     try:
         with safe_open(str(path), framework="pt", device=device) as file:
@@ -67,10 +90,62 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"{path} is not a readable safetensors checkpoint ({error}). It may be truncated or "
             "not a checkpoint at all; load an earlier checkpoint or re-create this one."
         ) from error
+    if check:
+        _check_checksums(path, tensors, json.loads(header.get("crc32", "{}")))
+        _check_finite(path, tensors.items())
     if header.get("format") != FORMAT:
         # A plain safetensors file (e.g. a Hugging Face model): hand back its tensors.
         return tensors
     return _unflatten(json.loads(header["state"]), tensors)
+
+
+def _is_torch_file(path: Path) -> bool:
+    """``torch.save`` writes a zip archive (``PK``), or a raw pickle (``0x80``) in old versions;
+    a safetensors file starts with its header's length (8 bytes, little-endian) and then ``{``,
+    which is tested first: that length's low byte may itself be ``0x80``."""
+    with open(path, "rb") as handle:
+        start = handle.read(9)
+    if start[8:9] == b"{":
+        return False
+    return start[:2] == b"PK" or start[:1] == b"\x80"
+
+
+def _crc32(tensor: torch.Tensor) -> int:
+    if tensor.numel() == 0:
+        return 0
+    return zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy())
+
+
+def _check_checksums(path: Path, tensors: dict[str, torch.Tensor], expected: dict) -> None:
+    for name, crc in expected.items():
+        if name in tensors and _crc32(tensors[name].cpu().contiguous()) != crc:
+            raise ValueError(
+                f"{path}: tensor {name!r} does not match the checksum written with it: the file "
+                "was corrupted after it was saved. Load an earlier checkpoint (or pass "
+                "check=False to read it anyway)."
+            )
+
+
+def _named_tensors(value: Any, name: str) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(value, torch.Tensor):
+        return [(name, value)]
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _named_tensors(v, _join(name, str(k)))]
+    if isinstance(value, (list, tuple)):
+        items = enumerate(value)
+        return [item for i, v in items for item in _named_tensors(v, _join(name, str(i)))]
+    return []
+
+
+def _check_finite(path: Path, tensors: Any) -> None:
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{path}: tensor {name!r} holds {bad} NaN/infinite value(s) of {tensor.numel()}: "
+                "the run had diverged when it was saved. Resume from an earlier checkpoint with a "
+                "lower learning rate (or pass check=False to inspect it)."
+            )
 
 
 def _flatten(

@@ -48,6 +48,21 @@ class RunLog:
         self.close()
 
     @staticmethod
+    def drop_after(path: str | os.PathLike[str], step: int) -> int:
+        """Remove the records logged after ``step`` (a resumed run logs them again); returns
+        how many. Records without a step, and a missing file, are left alone."""
+        path = Path(path)
+        if not path.is_file():
+            return 0
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not _step_after(line, step)]
+        if len(kept) < len(lines):
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text("".join(kept), encoding="utf-8")
+            partial.replace(path)
+        return len(lines) - len(kept)
+
+    @staticmethod
     def read(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         """Every complete record; a half-written last line (the run was killed) is skipped."""
         records = []
@@ -57,3 +72,12 @@ class RunLog:
             except json.JSONDecodeError:
                 continue
         return records
+
+
+def _step_after(line: str, step: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return True  # a half-written line from a killed run
+    logged = record.get("step") if isinstance(record, dict) else None
+    return isinstance(logged, int) and logged > step
