@@ -55,6 +55,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency", type=int, default=64, help="requests in flight before 429"
     )
     parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send its whole request body (then 408)",
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one write may wait for a client to read (then the reply is dropped)",
+    )
+    parser.add_argument(
+        "--max-generation-seconds",
+        type=float,
+        default=120.0,
+        help="seconds one request may spend generating (then finish_reason 'length')",
+    )
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -77,6 +95,10 @@ def run_server(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')} must be at least 1.", file=sys.stderr)
             return 2
+    for name in ("body_timeout", "write_timeout", "max_generation_seconds"):
+        if not getattr(args, name) > 0:  # also refuses nan
+            print(f"--{name.replace('_', '-')} must be a number of seconds > 0.", file=sys.stderr)
+            return 2
     if not _is_loopback(args.host) and args.api_key is None:
         print(
             f"[llmcourse] warning: serving on {args.host} without --api-key: anyone who can "
@@ -97,6 +119,9 @@ def run_server(args: argparse.Namespace) -> int:
         max_tokens_limit=args.max_tokens,
         max_concurrency=args.max_concurrency,
         max_body_bytes=args.max_body_bytes,
+        body_timeout_seconds=args.body_timeout,
+        write_timeout_seconds=args.write_timeout,
+        max_generation_seconds=args.max_generation_seconds,
     )
     engine = BatchingEngine(model, codec, max_batch_size=args.max_batch_size)
     app = create_app(engine, codec, settings)
