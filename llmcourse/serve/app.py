@@ -19,6 +19,7 @@ Every failure is an HTTP error in OpenAI's shape, ``{"error": {"message", "type"
 | body over ``max_body_bytes`` | 413 |
 | malformed JSON (nested too deep, ``NaN``, unpaired surrogates included), unknown or | 400 |
 | invalid fields, out-of-range values, a prompt or ``max_tokens`` over the limits | |
+| a prompt flagged by the safety filter (``--safety``; ``serve/safety.py``) | 400 |
 | more than ``max_concurrency`` requests (with their bodies in) in flight | 429 |
 | a bug, or the engine failed while generating (logged) | 500 |
 
@@ -41,15 +42,21 @@ from llmcourse.serve.engine import BatchingEngine
 from llmcourse.serve.glue import Backend, ServerSettings
 from llmcourse.serve.guard import RequestGuard
 from llmcourse.serve.routes import router
+from llmcourse.serve.safety import SafetyGate
+from llmcourse.serve.safety import router as safety_router
 from llmcourse.serve.schemas import APIError
 
 __all__ = ["ServerSettings", "create_app"]
 
 
 def create_app(
-    engine: BatchingEngine, codec: Any, settings: ServerSettings | None = None
+    engine: BatchingEngine,
+    codec: Any,
+    settings: ServerSettings | None = None,
+    safety: SafetyGate | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``engine``; the engine starts and stops with the app."""
+    """A FastAPI app serving ``engine``; the engine starts and stops with the app. ``safety``
+    (``serve.safety.load_gate``) moderates prompts and outputs and serves ``/v1/moderations``."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -61,7 +68,7 @@ def create_app(
 
     app = FastAPI(title="llmcourse serve", lifespan=lifespan, docs_url=None, redoc_url=None)
     settings = settings or ServerSettings()
-    app.state.backend = Backend(engine, codec, settings)
+    app.state.backend = Backend(engine, codec, settings, safety)
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # No handler for Exception: Starlette's re-raises after answering, which drops the
@@ -74,6 +81,7 @@ def create_app(
         write_timeout_seconds=settings.write_timeout_seconds,
     )
     app.include_router(router)
+    app.include_router(safety_router)
     return app
 
 

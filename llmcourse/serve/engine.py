@@ -85,8 +85,9 @@ class StreamEvent:
     """New text for one request; the last event has ``finish_reason`` set.
 
     ``finish_reason``: ``"stop"`` (stop token or string), ``"length"`` (``max_tokens``),
-    ``"time_limit"`` (the request's ``time_limit``), ``"cancelled"`` or ``"error"`` (then
-    ``error`` says what went wrong).
+    ``"time_limit"`` (the request's ``time_limit``), ``"content_filter"`` (the generation
+    settings' ``output_filter`` flagged the text: the token that completed it is withheld),
+    ``"cancelled"`` or ``"error"`` (then ``error`` says what went wrong).
     """
 
     text: str = ""
@@ -287,6 +288,11 @@ class BatchingEngine:
             self._finish(request, "stop")
             return True
         request.generated.append(token)
+        output_filter = request.params.generation.output_filter
+        if output_filter is not None and output_filter(request.generated):
+            request.generated.pop()  # withheld: neither sent nor counted
+            self._finish(request, "content_filter")
+            return True
         text = self.codec.decode(request.generated)
         stops = [
             i

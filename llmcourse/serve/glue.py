@@ -12,11 +12,12 @@ runs when its response ends, however it ends): the engine drops the row at its n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -32,6 +33,9 @@ from llmcourse.serve.schemas import (
     usage,
     usage_chunk,
 )
+
+if TYPE_CHECKING:
+    from llmcourse.serve.safety import SafetyGate
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,15 @@ _FINISH_REASONS = {"time_limit": "length"}
 class Backend:
     """The engine, the tokenizer (``codec``) and the limits, as the routes see them."""
 
-    def __init__(self, engine: BatchingEngine, codec: Any, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        engine: BatchingEngine,
+        codec: Any,
+        settings: ServerSettings,
+        safety: SafetyGate | None = None,
+    ) -> None:
         self.engine, self.codec, self.settings = engine, codec, settings
+        self.safety = safety  # moderates prompts and outputs (``--safety``); None: off
         self.metrics = engine.metrics
 
     def sampling_params(
@@ -141,11 +152,18 @@ class Backend:
         params: SamplingParams,
         chat: bool,
     ) -> Response:
-        """Run the request on the engine and answer it, streamed when ``body.stream``."""
+        """Run the request on the engine and answer it, streamed when ``body.stream``; with a
+        safety filter, a flagged prompt is a 400 and a flagged output is withheld."""
+        head = reply_head(self.settings.model_name, chat)
+        if self.safety is not None:
+            texts = [m.content for m in body.messages] if chat else [body.prompt]
+            await self.safety.check_prompt(texts, "messages" if chat else "prompt")
+            output_filter = self.safety.output_filter(head["id"])
+            generation = params.generation.replace(output_filter=output_filter)
+            params = dataclasses.replace(params, generation=generation)
         job, events = self.submit(prompt_ids, params)
         on_close(request.scope, job.cancel)  # a no-op once finished; frees the row otherwise
         start = time.perf_counter()  # time to first token counts from here
-        head = reply_head(self.settings.model_name, chat)
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
             sse = self._events_as_sse(

@@ -56,6 +56,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     parser.add_argument(
+        "--safety",
+        default="off",
+        choices=("off", "phrases", "classifier", "combined"),  # serve.safety.SAFETY_CHOICES
+        help="moderate prompts (flagged: 400) and outputs (withheld, finish_reason "
+        "'content_filter'), and serve /v1/moderations (llmcourse.ethics)",
+    )
+    parser.add_argument(
         "--body-timeout",
         type=float,
         default=10.0,
@@ -83,6 +90,7 @@ def run_server(args: argparse.Namespace) -> int:
     from llmcourse.serve.engine import BatchingEngine
     from llmcourse.serve.glue import ServerSettings
     from llmcourse.serve.models import load_served_model
+    from llmcourse.serve.safety import load_gate
     from llmcourse.utils.devices import device as pick_device
 
     for name in (
@@ -124,7 +132,7 @@ def run_server(args: argparse.Namespace) -> int:
         max_generation_seconds=args.max_generation_seconds,
     )
     engine = BatchingEngine(model, codec, max_batch_size=args.max_batch_size)
-    app = create_app(engine, codec, settings)
+    app = create_app(engine, codec, settings, load_gate(args.safety, codec))
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,7 +148,8 @@ def run_server(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(
         f"llmcourse serve: listening on http://{host}:{port} "
-        f"(model {name}, batch {args.max_batch_size}, device {engine.device})",
+        f"(model {name}, batch {args.max_batch_size}, device {engine.device}, "
+        f"safety {args.safety})",
         flush=True,
     )
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
