@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,7 +34,12 @@ class GenerationConfig:
     - ``stop_tokens``: ids that end a row (an int or a sequence; stored as a tuple);
     - ``pad_token_id``: fills finished rows (default: the first stop token, else 0);
     - ``use_cache``, ``cache``: keep keys/values (``"dynamic"`` grows, ``"static"`` is
-      preallocated); ``use_cache=False`` recomputes everything at each step.
+      preallocated); ``use_cache=False`` recomputes everything at each step;
+    - ``output_filter``: called after every step with one row's new token ids so far; when it
+      returns True the row ends there, its last token withheld (replaced by the pad id), as
+      a deployment's output moderation needs. ``infer`` knows nothing about what it checks:
+      a server passes a moderator (``llmcourse.ethics``) wrapped in a function. It costs one
+      read of the new tokens back to the host per step.
     """
 
     max_new_tokens: int = 16
@@ -46,6 +51,7 @@ class GenerationConfig:
     pad_token_id: int | None = None
     use_cache: bool = True
     cache: CacheKind = "dynamic"
+    output_filter: Callable[[list[int]], bool] | None = None
 
     def __post_init__(self) -> None:
         _check_count("max_new_tokens", self.max_new_tokens)
@@ -59,6 +65,11 @@ class GenerationConfig:
             raise ValueError(
                 f"GenerationConfig.cache must be 'dynamic' or 'static', got {self.cache!r} "
                 "(use_cache=False turns caching off)."
+            )
+        if self.output_filter is not None and not callable(self.output_filter):
+            raise TypeError(
+                "output_filter must be a function of a row's new token ids that returns True "
+                f"to stop the row, got {self.output_filter!r}."
             )
 
     @property

@@ -172,6 +172,7 @@ def _steps(
         )
         stops = torch.tensor(config.stop_tokens, dtype=torch.long, device=input_ids.device)
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        rows: list[list[int]] = [[] for _ in range(input_ids.shape[0])]  # for output_filter
         for step in range(config.max_new_tokens):
             previous = state.tokens if config.repetition_penalty != 1.0 else None
             token = next_token(
@@ -183,14 +184,39 @@ def _steps(
                 repetition_penalty=config.repetition_penalty,
                 generator=generator,
             )
-            if config.stop_tokens:
+            if config.stop_tokens or config.output_filter:
                 token = token.masked_fill(finished, config.pad_id)
+                if config.output_filter is not None:
+                    token, finished = _filter_rows(config, rows, token, finished)
                 finished |= torch.isin(token, stops)
             yield token
-            if config.stop_tokens and (step + 1) % check_every == 0 and bool(finished.all()):
+            stopping = config.stop_tokens or config.output_filter
+            if stopping and (step + 1) % check_every == 0 and bool(finished.all()):
                 return
             if step + 1 < config.max_new_tokens:  # the last token needs no forward after it
                 state = decode_step(model, state, token)
+
+
+def _filter_rows(
+    config: GenerationConfig, rows: list[list[int]], token: torch.Tensor, finished: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply ``config.output_filter`` to the tokens so far of each row not finished before this
+    step: a flagged row gets the pad id instead of its new token, and is finished."""
+    assert config.output_filter is not None
+    flagged = []
+    for row, (ids, new, done) in enumerate(
+        zip(rows, token.tolist(), finished.tolist(), strict=True)
+    ):
+        if done:
+            continue
+        ids.append(new)
+        if config.output_filter(ids):
+            flagged.append(row)
+    if not flagged:
+        return token, finished
+    rows_flagged = torch.tensor(flagged, device=token.device)
+    token = token.index_fill(0, rows_flagged, config.pad_id)
+    return token, finished.index_fill(0, rows_flagged, True)
 
 
 def _steps_until_all_stopped(new: torch.Tensor, stop_tokens: Sequence[int]) -> int:

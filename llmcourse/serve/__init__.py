@@ -3,7 +3,11 @@
 - ``BatchingEngine`` (``engine.py``): the scheduler loop over ``infer``'s prefill/decode steps;
 - ``create_app`` (``app.py``): the FastAPI app, assembled from ``routes.py`` (endpoints, API
   key, body checks), ``schemas.py`` (request and reply bodies) and ``glue.py`` (limits, jobs on
-  the engine, JSON and server-sent-event replies; ``ServerSettings``);
+  the engine, JSON and server-sent-event replies; ``ServerSettings``) and wrapped in
+  ``guard.py`` (bodies read under a deadline and a size limit, concurrency counted once a body
+  is in, logged 500s that keep the connection, a write deadline);
+- ``SafetyGate`` (``safety.py``): ``--safety``, a moderator on prompts and outputs, and
+  ``/v1/moderations``;
 - ``Metrics`` (``metrics.py``): what ``/metrics`` reports;
 - ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model,
   on the chosen device;

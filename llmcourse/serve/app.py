@@ -2,9 +2,11 @@
 ``BatchingEngine``.
 
 The app is assembled from three parts: ``routes.py`` (the endpoints), ``schemas.py`` (request
-and reply bodies) and ``glue.py`` (limits, jobs on the engine, replies from its events). This
-module ties them together: the engine starts and stops with the app, errors become replies, and
-``RequestMetrics`` counts and times every ``/v1/`` request.
+and reply bodies) and ``glue.py`` (limits, jobs on the engine, replies from its events), and
+wrapped in ``guard.RequestGuard``, which reads every body under a deadline and a size limit
+before a route runs, counts and times every ``/v1/`` request, and answers an unexpected
+exception with a logged 500 that keeps the connection alive. This module ties them together:
+the engine starts and stops with the app, and errors become replies.
 
 Every failure is an HTTP error in OpenAI's shape, ``{"error": {"message", "type", "param",
 "code"}}``, and none stops the server:
@@ -13,19 +15,21 @@ Every failure is an HTTP error in OpenAI's shape, ``{"error": {"message", "type"
 |---|---|
 | missing or wrong API key (when one is set) | 401 |
 | unknown model name | 404 |
+| body not in within ``body_timeout_seconds`` | 408 |
 | body over ``max_body_bytes`` | 413 |
-| malformed JSON, unknown or invalid fields, prompt or ``max_tokens`` over the limits | 400 |
-| more than ``max_concurrency`` requests in flight | 429 |
-| the engine failed while generating | 500 |
+| malformed JSON (nested too deep, ``NaN``, unpaired surrogates included), unknown or | 400 |
+| invalid fields, out-of-range values, a prompt or ``max_tokens`` over the limits | |
+| a prompt flagged by the safety filter (``--safety``; ``serve/safety.py``) | 400 |
+| more than ``max_concurrency`` requests (with their bodies in) in flight | 429 |
+| a bug, or the engine failed while generating (logged) | 500 |
 
-A client that disconnects (closes a stream, or gives up on a slow reply) cancels its request:
-the engine drops the row at its next step.
+A client that disconnects (closes a stream, stops reading one, or gives up on a slow reply)
+cancels its request: the engine drops the row at its next step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,16 +40,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmcourse.serve.engine import BatchingEngine
 from llmcourse.serve.glue import Backend, ServerSettings
+from llmcourse.serve.guard import RequestGuard
 from llmcourse.serve.routes import router
+from llmcourse.serve.safety import SafetyGate
+from llmcourse.serve.safety import router as safety_router
 from llmcourse.serve.schemas import APIError
 
-__all__ = ["RequestMetrics", "ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "create_app"]
 
 
 def create_app(
-    engine: BatchingEngine, codec: Any, settings: ServerSettings | None = None
+    engine: BatchingEngine,
+    codec: Any,
+    settings: ServerSettings | None = None,
+    safety: SafetyGate | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving ``engine``; the engine starts and stops with the app."""
+    """A FastAPI app serving ``engine``; the engine starts and stops with the app. ``safety``
+    (``serve.safety.load_gate``) moderates prompts and outputs and serves ``/v1/moderations``."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,12 +67,21 @@ def create_app(
             await asyncio.to_thread(engine.stop)
 
     app = FastAPI(title="llmcourse serve", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.backend = Backend(engine, codec, settings or ServerSettings())
+    settings = settings or ServerSettings()
+    app.state.backend = Backend(engine, codec, settings, safety)
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _server_error)
-    app.add_middleware(RequestMetrics, metrics=engine.metrics)
+    # No handler for Exception: Starlette's re-raises after answering, which drops the
+    # connection; RequestGuard answers instead.
+    app.add_middleware(
+        RequestGuard,
+        metrics=engine.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        write_timeout_seconds=settings.write_timeout_seconds,
+    )
     app.include_router(router)
+    app.include_router(safety_router)
     return app
 
 
@@ -71,34 +91,3 @@ async def _api_error(_: Request, error: APIError) -> JSONResponse:
 
 async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
     return APIError(error.status_code, str(error.detail), "invalid_request_error").response()
-
-
-async def _server_error(_: Request, error: Exception) -> JSONResponse:
-    message = f"Internal error: {type(error).__name__}: {error}"
-    return APIError(500, message, "server_error").response()
-
-
-class RequestMetrics:
-    """ASGI middleware: count ``/v1/`` requests by status and time them to their last byte
-    (for a stream, until its end)."""
-
-    def __init__(self, app: Any, metrics: Any) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
-            await self.app(scope, receive, send)
-            return
-        start, status = time.perf_counter(), 500
-
-        async def send_and_note(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        self.metrics.request_started()
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            self.metrics.request_finished(status, time.perf_counter() - start)

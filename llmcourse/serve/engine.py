@@ -12,6 +12,9 @@ runs requests one after another wastes that. **Continuous batching** (Yu et al. 
    ``max_tokens`` or a cancellation (``infer.select_rows``);
 4. runs one batched ``decode_step`` for the rows left.
 
+Rows also leave when their request's ``time_limit`` (seconds since it joined the batch) has
+passed (finish reason ``"time_limit"``), so no request holds a slot for longer than that.
+
 So a request never waits for another to finish: it joins between two steps. The loop runs in
 its own thread (PyTorch releases the GIL inside kernels, so the HTTP server stays responsive),
 and talks to callers only through ``GenerationRequest.on_event``. With ``max_batch_size=1`` the
@@ -25,8 +28,10 @@ else needs reading back.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -80,6 +85,8 @@ class StreamEvent:
     """New text for one request; the last event has ``finish_reason`` set.
 
     ``finish_reason``: ``"stop"`` (stop token or string), ``"length"`` (``max_tokens``),
+    ``"time_limit"`` (the request's ``time_limit``), ``"content_filter"`` (the generation
+    settings' ``output_filter`` flagged the text: the token that completed it is withheld),
     ``"cancelled"`` or ``"error"`` (then ``error`` says what went wrong).
     """
 
@@ -90,20 +97,24 @@ class StreamEvent:
 
 
 _ids = itertools.count()
+logger = logging.getLogger("llmcourse.serve")
 
 
 @dataclass(eq=False)
 class GenerationRequest:
-    """One prompt on its way through the engine. ``on_event`` is called from the engine thread."""
+    """One prompt on its way through the engine. ``on_event`` is called from the engine thread;
+    ``time_limit``: the most seconds it may spend in the batch (``None``: no limit)."""
 
     prompt_ids: list[int]
     params: SamplingParams
     on_event: Callable[[StreamEvent], None]
+    time_limit: float | None = None
     id: int = field(default_factory=lambda: next(_ids))
     generated: list[int] = field(default_factory=list)
     sent_chars: int = 0  # how much of the decoded text has gone out
     done: bool = False
     generator: torch.Generator | None = None  # made on the model's device at admission
+    admitted: float = 0.0  # time.monotonic() when it joined the batch
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -113,6 +124,10 @@ class GenerationRequest:
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    def over_time(self, now: float) -> bool:
+        """True once it has been in the batch for longer than ``time_limit`` seconds."""
+        return self.time_limit is not None and now - self.admitted > self.time_limit
 
 
 class BatchingEngine:
@@ -179,6 +194,7 @@ class BatchingEngine:
                 try:
                     self._step()
                 except Exception as error:  # a bad step fails its requests, never the server
+                    logger.exception("An engine step failed; failing %d rows", len(self._active))
                     self._fail_all(f"{type(error).__name__}: {error}")
         self._fail_all("the server is shutting down", reason="cancelled")
         while not self._queue.empty():
@@ -203,11 +219,17 @@ class BatchingEngine:
         if new:
             self._prefill(new)
         self._drop([r for r in self._active if r.cancelled], "cancelled")
+        now = time.monotonic()
+        late = [r for r in self._active if r.over_time(now)]
+        for r in late:
+            self._send(r, self.codec.decode(r.generated))  # what it has, held-back text included
+        self._drop(late, "time_limit")
         if not self._active:
             return
         assert self._state is not None
         tokens = self._sample()
-        finished = [r for r, t in zip(self._active, tokens, strict=True) if self._emit(r, t)]
+        rows = zip(self._active, tokens, strict=True)
+        finished = [r for r, t in rows if r.done or self._emit(r, t)]  # done: sampling failed
         keep = [i for i, r in enumerate(self._active) if not r.done]
         if finished:
             self._remove(keep)
@@ -225,29 +247,39 @@ class BatchingEngine:
         self.metrics.record_prefill(len(requests), sum(len(r.prompt_ids) for r in requests))
         self._state = state if self._state is None else merge_states([self._state, state])
         for r in requests:
+            r.admitted = time.monotonic()
             if r.params.seed is not None:
                 r.generator = torch.Generator(self.device).manual_seed(r.params.seed)
         self._active.extend(requests)
         self._lengths.extend(len(r.prompt_ids) for r in requests)
 
     def _sample(self) -> list[int]:
-        """One token per row, each with its request's settings; one read back to the host."""
+        """One token per row, each with its request's settings; one read back to the host.
+
+        A row whose sampling fails (its settings break the sampler) is finished with an error
+        here, and the others go on: one bad request never fails the batch.
+        """
         assert self._state is not None
         logits, tokens = self._state.logits, self._state.tokens
         picked = []
         for row, (request, length) in enumerate(zip(self._active, self._lengths, strict=True)):
             config = request.params.generation
             previous = tokens[row : row + 1, -length:] if config.repetition_penalty != 1 else None
-            token = next_token(
-                logits[row : row + 1],
-                previous,
-                temperature=config.temperature,
-                top_k=config.top_k,
-                top_p=config.top_p,
-                repetition_penalty=config.repetition_penalty,
-                generator=request.generator,
-            )
-            picked.append(token)
+            try:
+                token = next_token(
+                    logits[row : row + 1],
+                    previous,
+                    temperature=config.temperature,
+                    top_k=config.top_k,
+                    top_p=config.top_p,
+                    repetition_penalty=config.repetition_penalty,
+                    generator=request.generator,
+                )
+            except Exception as error:
+                logger.exception("Sampling failed for request %d", request.id)
+                self._finish(request, "error", f"{type(error).__name__}: {error}")
+                token = torch.zeros(1, dtype=torch.long, device=self.device)
+            picked.append(token.reshape(1))
         return torch.cat(picked).tolist()
 
     def _emit(self, request: GenerationRequest, token: int) -> bool:
@@ -256,6 +288,11 @@ class BatchingEngine:
             self._finish(request, "stop")
             return True
         request.generated.append(token)
+        output_filter = request.params.generation.output_filter
+        if output_filter is not None and output_filter(request.generated):
+            request.generated.pop()  # withheld: neither sent nor counted
+            self._finish(request, "content_filter")
+            return True
         text = self.codec.decode(request.generated)
         stops = [
             i

@@ -5,24 +5,26 @@ The routes (``routes.py``) authorize and parse; ``Backend`` applies this server'
 the request into ``SamplingParams`` (a ``GenerationConfig`` plus stop strings and a seed),
 submits it, and shapes what comes back with the reply builders of ``schemas.py``. The engine
 runs in its own thread; its events cross into the event loop through
-``loop.call_soon_threadsafe``. A client that goes away cancels its job: the engine drops the
-row at its next step.
+``loop.call_soon_threadsafe``. A client that goes away cancels its job (``guard.on_close``
+runs when its response ends, however it ends): the engine drops the row at its next step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmcourse.infer.config import GenerationConfig
 from llmcourse.serve.engine import BatchingEngine, GenerationRequest, SamplingParams, StreamEvent
+from llmcourse.serve.guard import on_close
 from llmcourse.serve.schemas import (
     APIError,
     completion_reply,
@@ -32,10 +34,13 @@ from llmcourse.serve.schemas import (
     usage_chunk,
 )
 
+if TYPE_CHECKING:
+    from llmcourse.serve.safety import SafetyGate
+
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Limits and identity of one server."""
+    """Limits and identity of one server (the times are in seconds)."""
 
     model_name: str = "smollm2-135m-instruct"
     api_key: str | None = None
@@ -43,13 +48,30 @@ class ServerSettings:
     max_tokens_limit: int = 256  # the cap on max_tokens, and its value when a request omits it
     max_concurrency: int = 64
     max_body_bytes: int = 64 * 1024
+    max_json_depth: int = 32  # OpenAI's bodies nest 4 deep; 30,000 levels is an attack
+    body_timeout_seconds: float = 10.0  # to receive the whole body (uvicorn has no such limit)
+    write_timeout_seconds: float = 30.0  # for one write to a client that stopped reading
+    max_generation_seconds: float = 120.0  # in the batch, per request: then finish "length"
+
+
+_GREEDY_BELOW = 1e-6  # temperatures this small sample the argmax (differences of 1e-5 logits)
+
+#: The engine's finish reasons as OpenAI's API names them (a time limit truncates, as a length).
+_FINISH_REASONS = {"time_limit": "length"}
 
 
 class Backend:
     """The engine, the tokenizer (``codec``) and the limits, as the routes see them."""
 
-    def __init__(self, engine: BatchingEngine, codec: Any, settings: ServerSettings) -> None:
+    def __init__(
+        self,
+        engine: BatchingEngine,
+        codec: Any,
+        settings: ServerSettings,
+        safety: SafetyGate | None = None,
+    ) -> None:
         self.engine, self.codec, self.settings = engine, codec, settings
+        self.safety = safety  # moderates prompts and outputs (``--safety``); None: off
         self.metrics = engine.metrics
 
     def sampling_params(
@@ -99,7 +121,9 @@ class Backend:
             )
         generation = GenerationConfig(
             max_new_tokens=max_tokens,
-            temperature=body.temperature,
+            # logits / 1e-300 overflow to inf and softmax gives NaN; below _GREEDY_BELOW the
+            # distribution is the argmax anyway, so decode greedily.
+            temperature=0.0 if body.temperature < _GREEDY_BELOW else body.temperature,
             top_p=None if body.top_p >= 1.0 else body.top_p,
         )
         return SamplingParams(generation, stop=tuple(body.stop or ()), seed=body.seed)
@@ -112,7 +136,10 @@ class Backend:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[StreamEvent] = asyncio.Queue()
         job = GenerationRequest(
-            prompt_ids, params, lambda e: loop.call_soon_threadsafe(events.put_nowait, e)
+            prompt_ids,
+            params,
+            lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
+            time_limit=self.settings.max_generation_seconds,
         )
         self.engine.submit(job)
         return job, events
@@ -125,10 +152,18 @@ class Backend:
         params: SamplingParams,
         chat: bool,
     ) -> Response:
-        """Run the request on the engine and answer it, streamed when ``body.stream``."""
-        job, events = self.submit(prompt_ids, params)
-        start = time.perf_counter()  # time to first token counts from here
+        """Run the request on the engine and answer it, streamed when ``body.stream``; with a
+        safety filter, a flagged prompt is a 400 and a flagged output is withheld."""
         head = reply_head(self.settings.model_name, chat)
+        if self.safety is not None:
+            texts = [m.content for m in body.messages] if chat else [body.prompt]
+            await self.safety.check_prompt(texts, "messages" if chat else "prompt")
+            output_filter = self.safety.output_filter(head["id"])
+            generation = params.generation.replace(output_filter=output_filter)
+            params = dataclasses.replace(params, generation=generation)
+        job, events = self.submit(prompt_ids, params)
+        on_close(request.scope, job.cancel)  # a no-op once finished; frees the row otherwise
+        start = time.perf_counter()  # time to first token counts from here
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage
             sse = self._events_as_sse(
@@ -152,9 +187,8 @@ class Backend:
         if event.error:
             raise APIError(500, f"Generation failed: {event.error}", "server_error")
         counts = usage(len(prompt_ids), event.completion_tokens)
-        return JSONResponse(
-            completion_reply(head, "".join(pieces), event.finish_reason, counts, chat)
-        )
+        finish_reason = _FINISH_REASONS.get(event.finish_reason, event.finish_reason)
+        return JSONResponse(completion_reply(head, "".join(pieces), finish_reason, counts, chat))
 
     async def _events_as_sse(
         self,
@@ -177,7 +211,8 @@ class Backend:
                     return
                 if first and (event.text or event.finish_reason):
                     self.metrics.record_ttft(time.perf_counter() - start)
-                chunk = stream_chunk(head, event.text, event.finish_reason, first, chat)
+                finish_reason = _FINISH_REASONS.get(event.finish_reason, event.finish_reason)
+                chunk = stream_chunk(head, event.text, finish_reason, first, chat)
                 first = False
                 yield f"data: {json.dumps(chunk)}\n\n"
                 if event.finish_reason:

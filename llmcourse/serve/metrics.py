@@ -33,12 +33,14 @@ class Metrics:
         self.ttfts: deque[float] = deque(maxlen=window)
 
     def request_started(self) -> None:
+        """A request's body is in: from now on it counts toward ``max_concurrency``."""
         with self._lock:
             self.in_flight += 1
 
-    def request_finished(self, status: int, seconds: float) -> None:
+    def request_finished(self, status: int, seconds: float, started: bool = True) -> None:
+        """A request was answered; ``started=False`` for one refused before its body was in."""
         with self._lock:
-            self.in_flight -= 1
+            self.in_flight -= started
             self.requests_by_status[status] += 1
             if status < 400:
                 self.latencies.append(seconds)

@@ -9,7 +9,6 @@ on the engine or the limits happens there.
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,6 +16,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from llmcourse.serve.glue import Backend, ServerSettings
+from llmcourse.serve.guard import parse_json_body
 from llmcourse.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest
 
 router = APIRouter()
@@ -84,20 +84,8 @@ def _authorized(request: Request) -> Backend:
 
 
 async def _read_json(request: Request, settings: ServerSettings) -> Any:
-    """The body as JSON, refusing it (413) as soon as it passes ``max_body_bytes``."""
-    limit = settings.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large(limit)
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise APIError(400, f"The body is not valid JSON: {error}.", code="invalid_json") from None
+    """The body as JSON; ``RequestGuard`` has already read it under its size and time limits."""
+    return parse_json_body(await request.body(), settings.max_json_depth)
 
 
 def _parse(schema: type[BaseModel], data: Any) -> Any:
@@ -115,9 +103,3 @@ def _parse(schema: type[BaseModel], data: Any) -> Any:
         if first["type"] == "extra_forbidden":
             message = f"Unknown field {where!r}: this server does not accept it."
         raise APIError(400, message, param=where or None) from None
-
-
-def too_large(limit: int) -> APIError:
-    return APIError(
-        413, f"The request body is over {limit} bytes; send a smaller one.", code="body_too_large"
-    )

@@ -37,7 +37,8 @@ class _Sampling(_Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # torch.Generator.manual_seed takes [-2**63, 2**64): anything else is a 400, not a 500.
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)
     user: str | None = None
 
     @field_validator("stop")

@@ -55,6 +55,31 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency", type=int, default=64, help="requests in flight before 429"
     )
     parser.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    parser.add_argument(
+        "--safety",
+        default="off",
+        choices=("off", "phrases", "classifier", "combined"),  # serve.safety.SAFETY_CHOICES
+        help="moderate prompts (flagged: 400) and outputs (withheld, finish_reason "
+        "'content_filter'), and serve /v1/moderations (llmcourse.ethics)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send its whole request body (then 408)",
+    )
+    parser.add_argument(
+        "--write-timeout",
+        type=float,
+        default=30.0,
+        help="seconds one write may wait for a client to read (then the reply is dropped)",
+    )
+    parser.add_argument(
+        "--max-generation-seconds",
+        type=float,
+        default=120.0,
+        help="seconds one request may spend generating (then finish_reason 'length')",
+    )
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -65,6 +90,7 @@ def run_server(args: argparse.Namespace) -> int:
     from llmcourse.serve.engine import BatchingEngine
     from llmcourse.serve.glue import ServerSettings
     from llmcourse.serve.models import load_served_model
+    from llmcourse.serve.safety import load_gate
     from llmcourse.utils.devices import device as pick_device
 
     for name in (
@@ -76,6 +102,10 @@ def run_server(args: argparse.Namespace) -> int:
     ):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')} must be at least 1.", file=sys.stderr)
+            return 2
+    for name in ("body_timeout", "write_timeout", "max_generation_seconds"):
+        if not getattr(args, name) > 0:  # also refuses nan
+            print(f"--{name.replace('_', '-')} must be a number of seconds > 0.", file=sys.stderr)
             return 2
     if not _is_loopback(args.host) and args.api_key is None:
         print(
@@ -97,9 +127,12 @@ def run_server(args: argparse.Namespace) -> int:
         max_tokens_limit=args.max_tokens,
         max_concurrency=args.max_concurrency,
         max_body_bytes=args.max_body_bytes,
+        body_timeout_seconds=args.body_timeout,
+        write_timeout_seconds=args.write_timeout,
+        max_generation_seconds=args.max_generation_seconds,
     )
     engine = BatchingEngine(model, codec, max_batch_size=args.max_batch_size)
-    app = create_app(engine, codec, settings)
+    app = create_app(engine, codec, settings, load_gate(args.safety, codec))
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,7 +148,8 @@ def run_server(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(
         f"llmcourse serve: listening on http://{host}:{port} "
-        f"(model {name}, batch {args.max_batch_size}, device {engine.device})",
+        f"(model {name}, batch {args.max_batch_size}, device {engine.device}, "
+        f"safety {args.safety})",
         flush=True,
     )
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
