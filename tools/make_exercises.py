@@ -113,9 +113,7 @@ def solution_lines(source: str) -> list[str]:
 def leaked_lines(solution: dict, exercise: dict) -> list[str]:
     """Solution lines of ``LEAK_CHARS`` characters or more that the exercise notebook shows."""
     shown = "\n".join(
-        normalized(line)
-        for cell in exercise.get("cells", [])
-        for line in _source(cell).split("\n")
+        normalized(line) for cell in exercise.get("cells", []) for line in _source(cell).split("\n")
     )
     answers = {
         line
