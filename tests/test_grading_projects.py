@@ -1,0 +1,73 @@
+"""Lesson projects (issue 17 item 1): each solution reaches its project's threshold on three
+seeds with margin, and the obvious shortcuts do not.
+
+The answers come from the solution notebooks themselves (their imports cell and the cell that
+defines the answer run here), and are graded through the grader's own path
+(``grading_fixtures.judge.grade_answer``: draw, call, send as JSON, measure on hidden data).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from grading_fixtures.judge import grade_answer
+from grading_fixtures.notebooks import ROOT
+
+from llmcourse.grading.evaluate import FAILED
+
+SEEDS = (1, 2, 3)
+
+
+def solution_answers(notebook: str, *names: str) -> dict:
+    """``names`` as the solution notebook defines them (its first code cell holds the imports)."""
+    cells = json.loads((ROOT / "solutions" / notebook).read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    namespace: dict = {}
+    exec(code[0], namespace)
+    for name in names:
+        (source,) = [s for s in code if f"def {name}(" in s or f"class {name}" in s]
+        exec(source.split("\nwith try_it():")[0], namespace)
+    return {name: namespace[name] for name in names}
+
+
+def measured(exercise: str, answers: dict, seed: int):
+    outcomes = grade_answer(exercise, answers, seed=seed)
+    (project,) = [o for o in outcomes if o.measured is not None or o.status == FAILED]
+    return project
+
+
+@pytest.mark.slow
+def test_02_the_solution_beats_the_character_perplexity_budget_with_margin():
+    from llmcourse.grading.exercises.lesson_02 import CHAR_PERPLEXITY_BUDGET
+
+    answers = solution_answers("02_nlp_fundamentals.ipynb", "char_ngram_model")
+    values = []
+    for seed in SEEDS:
+        outcome = measured("02.char_ngram", answers, seed)
+        assert outcome.passed, outcome.message
+        values.append(outcome.measured["value"])
+    assert max(values) < CHAR_PERPLEXITY_BUDGET * 0.97, values  # 3 % margin or more
+
+    def ngram_table(order, k):
+        def table(text, alphabet):
+            size = len(alphabet)
+            ids = torch.tensor([alphabet.index(ch) for ch in text])
+            codes = (ids.unfold(0, order, 1) * size ** torch.arange(order - 1, -1, -1)).sum(1)
+            counts = torch.bincount(codes, minlength=size**order).double().view(*[size] * order)
+            seen = counts.sum(-1, keepdim=True)
+            return torch.where(seen > 0, (counts + k) / (seen + k * size), 1 / size)
+
+        return {"char_ngram_model": table}
+
+    add_one = measured("02.char_ngram", ngram_table(3, 1.0), 1)
+    assert add_one.status == FAILED and add_one.measured["value"] > CHAR_PERPLEXITY_BUDGET
+    unsmoothed = measured("02.char_ngram", ngram_table(4, 0.0), 1)
+    assert unsmoothed.status == FAILED and math.isinf(unsmoothed.measured["value"])
+    assert "never followed by a held-out character gives it 0" in unsmoothed.message
+    uniform = measured("02.char_ngram", {"char_ngram_model": lambda t, a: torch.ones(36) / 36}, 1)
+    assert uniform.status == FAILED and math.isclose(uniform.measured["value"], 36, rel_tol=1e-6)
+    halves = measured("02.char_ngram", {"char_ngram_model": lambda t, a: torch.ones(36, 36) / 2}, 1)
+    assert halves.status == FAILED and "sum to 1" in halves.message
