@@ -71,3 +71,34 @@ def test_02_the_solution_beats_the_character_perplexity_budget_with_margin():
     assert uniform.status == FAILED and math.isclose(uniform.measured["value"], 36, rel_tol=1e-6)
     halves = measured("02.char_ngram", {"char_ngram_model": lambda t, a: torch.ones(36, 36) / 2}, 1)
     assert halves.status == FAILED and "sum to 1" in halves.message
+
+
+@pytest.mark.slow
+def test_06_the_solution_compresses_the_held_out_plays_with_margin():
+    from llmcourse.grading.exercises.lesson_06 import BPE_MIN_RATIO
+
+    answers = solution_answers("06_tokenizers.ipynb", "merge_tokens", "train_tokenizer", "tokenize")
+    values = []
+    for seed in SEEDS:
+        outcome = measured("06.bpe_project", answers, seed)
+        assert outcome.passed, outcome.message
+        values.append(outcome.measured["value"])
+    assert min(values) > BPE_MIN_RATIO * 1.03, values  # 3 % margin or more
+
+    train = answers["train_tokenizer"]
+
+    def distinct_words_once(text, vocab_size, pattern):
+        import regex
+
+        return train("".join(set(regex.findall(pattern, text))), vocab_size, pattern)
+
+    unweighted = measured("06.bpe_project", {**answers, "train_tokenizer": distinct_words_once}, 1)
+    assert unweighted.status == FAILED and unweighted.measured["value"] < BPE_MIN_RATIO
+    none = measured("06.bpe_project", {**answers, "train_tokenizer": lambda t, v, p: []}, 1)
+    assert none.status == FAILED and none.measured["value"] == 1.0
+
+    def over_the_cap(text, vocab_size, pattern):
+        return train(text, vocab_size + 10, pattern)
+
+    greedy = measured("06.bpe_project", {**answers, "train_tokenizer": over_the_cap}, 1)
+    assert greedy.status == FAILED and "the cap is 512" in greedy.message
