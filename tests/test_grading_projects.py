@@ -21,12 +21,16 @@ from llmcourse.grading.evaluate import FAILED
 SEEDS = (1, 2, 3)
 
 
-def solution_answers(notebook: str, *names: str) -> dict:
-    """``names`` as the solution notebook defines them (its first code cell holds the imports)."""
+def solution_answers(notebook: str, *names: str, setup: tuple[str, ...] = ()) -> dict:
+    """``names`` as the solution notebook defines them (its first code cell holds the imports;
+    the cells that contain each string of ``setup`` run before the answers' cells)."""
     cells = json.loads((ROOT / "solutions" / notebook).read_text())["cells"]
     code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     namespace: dict = {}
     exec(code[0], namespace)
+    for needle in setup:
+        (source,) = [s for s in code if needle in s]
+        exec(source, namespace)
     for name in names:
         (source,) = [s for s in code if f"def {name}(" in s or f"class {name}" in s]
         exec(source.split("\nwith try_it():")[0], namespace)
@@ -35,8 +39,7 @@ def solution_answers(notebook: str, *names: str) -> dict:
 
 def measured(exercise: str, answers: dict, seed: int):
     outcomes = grade_answer(exercise, answers, seed=seed)
-    (project,) = [o for o in outcomes if o.measured is not None or o.status == FAILED]
-    return project
+    return next(o for o in outcomes if o.measured is not None or not o.passed)
 
 
 @pytest.mark.slow
@@ -102,3 +105,30 @@ def test_06_the_solution_compresses_the_held_out_plays_with_margin():
 
     greedy = measured("06.bpe_project", {**answers, "train_tokenizer": over_the_cap}, 1)
     assert greedy.status == FAILED and "the cap is 512" in greedy.message
+
+
+@pytest.mark.slow
+def test_07_the_solution_filters_junk_with_margin_and_gophers_rules_do_not_reach_it():
+    from llmcourse.data.quality import gopher_failure
+    from llmcourse.grading.exercises.lesson_07 import QUALITY_MIN_F1
+
+    answers = solution_answers(
+        "07_data_preparation.ipynb", "quality_signals", "quality_filter", setup=("KNOWN_PAIRS =",)
+    )
+    values = []
+    for seed in SEEDS:
+        outcome = measured("07.quality_project", answers, seed)
+        assert outcome.passed, outcome.message
+        values.append(outcome.measured["value"])
+    assert min(values) > QUALITY_MIN_F1 + 0.01, values
+
+    def gopher(train_documents, train_labels, documents):
+        return [gopher_failure(text) is None for text in documents]
+
+    for name, answer in (
+        ("gopher", gopher),
+        ("all", lambda train, labels, docs: [True] * len(docs)),
+    ):
+        outcome = measured("07.quality_project", {"quality_filter": answer}, 1)
+        assert outcome.status == FAILED, name
+        assert "precision" in outcome.message and "recall" in outcome.message
