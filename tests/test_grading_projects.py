@@ -132,3 +132,21 @@ def test_07_the_solution_filters_junk_with_margin_and_gophers_rules_do_not_reach
         outcome = measured("07.quality_project", {"quality_filter": answer}, 1)
         assert outcome.status == FAILED, name
         assert "precision" in outcome.message and "recall" in outcome.message
+
+
+@pytest.mark.slow
+def test_05_the_solution_resumes_bit_exactly_and_each_forgotten_state_shows():
+    from llmcourse.grading.exercises import lesson_05
+
+    answers = solution_answers(
+        "05_experimental_environment.ipynb",
+        "train_run",
+        setup=("def make_run(", "from llmcourse.utils import load_checkpoint"),
+    )
+    for seed in SEEDS:
+        outcomes = grade_answer("05.resume_project", answers, seed=seed)
+        assert all(o.passed for o in outcomes), [o.message for o in outcomes]
+        assert outcomes[0].measured["value"] == 0.0
+    for forgot in (lesson_05._without_rng, lesson_05._without_data, lesson_05._without_optimizer):
+        outcome = measured("05.resume_project", {"train_run": forgot}, 1)
+        assert outcome.status == FAILED and outcome.measured["value"] > 1e-4, forgot
