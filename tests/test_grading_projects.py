@@ -150,3 +150,16 @@ def test_05_the_solution_resumes_bit_exactly_and_each_forgotten_state_shows():
     for forgot in (lesson_05._without_rng, lesson_05._without_data, lesson_05._without_optimizer):
         outcome = measured("05.resume_project", {"train_run": forgot}, 1)
         assert outcome.status == FAILED and outcome.measured["value"] > 1e-4, forgot
+
+
+@pytest.mark.slow
+def test_03_the_converted_tiny_gpt_loads_with_a_smaller_cache_and_its_loss_is_reported():
+    answers = solution_answers("03_llm_architecture.ipynb", "mha_to_gqa")
+    for seed in SEEDS:
+        outcomes = grade_answer("03.gqa_project", answers, seed=seed)
+        assert all(o.passed for o in outcomes), [o.message for o in outcomes]
+        shown = outcomes[1].measured
+        assert shown["value"] <= shown["threshold"] < 1
+    unchanged = grade_answer("03.gqa_project", {"mha_to_gqa": lambda state, h, kv: state}, 1)
+    assert [o.status for o in unchanged] == [FAILED, FAILED]
+    assert "do not load into the tiny GPT" in unchanged[1].message
