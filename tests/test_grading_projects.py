@@ -163,3 +163,34 @@ def test_03_the_converted_tiny_gpt_loads_with_a_smaller_cache_and_its_loss_is_re
     unchanged = grade_answer("03.gqa_project", {"mha_to_gqa": lambda state, h, kv: state}, 1)
     assert [o.status for o in unchanged] == [FAILED, FAILED]
     assert "do not load into the tiny GPT" in unchanged[1].message
+
+
+@pytest.mark.slow
+def test_01_the_solution_picks_the_original_lines_with_margin():
+    from llmcourse.grading.exercises.lesson_01 import RANKING_MIN_ACCURACY
+
+    answers = solution_answers("01_course_overview.ipynb", "sentence_log_probs")
+    values = []
+    for seed in SEEDS:
+        outcome = measured("01.ranking_project", answers, seed)
+        assert outcome.passed, outcome.message
+        values.append(outcome.measured["value"])
+    assert min(values) >= RANKING_MIN_ACCURACY + 0.1, values  # two binomial spreads of 40 groups
+
+    def constant(model, tokenizer, sentences):
+        return [-1.0] * len(sentences)
+
+    def probabilities_summed(model, tokenizer, sentences):  # not log-probabilities
+        scores = []
+        with torch.no_grad():
+            for sentence in sentences:
+                ids = torch.tensor([tokenizer.encode("\n" + sentence)])
+                probs = torch.softmax(model(ids[:, :-1]).logits[0], dim=-1)
+                scores.append(-probs.gather(1, ids[0, 1:, None]).sum().item())
+        return scores
+
+    assert (
+        measured("01.ranking_project", {"sentence_log_probs": constant}, 1).measured["value"] == 0.0
+    )
+    wrong = measured("01.ranking_project", {"sentence_log_probs": probabilities_summed}, 1)
+    assert wrong.status == FAILED and wrong.measured["value"] < RANKING_MIN_ACCURACY
