@@ -89,6 +89,7 @@ def test_a_lesson_check_ends_with_points_per_exercise_and_the_next_step(capsys):
     text = capsys.readouterr().out
     assert "Next: finish 99.mean_square (reread “Squares”)" in text
     assert "99.threshold: 0/2 points; accuracy on held-out points 0." in text
+    assert ProgressStore().latest_measurements()["99.threshold"]["value"] < 0.9  # for progress
     single = check("99.mean_square", {"mean_square": mean_square})
     assert single.summary() == [] and "per exercise" not in capsys.readouterr().out
 

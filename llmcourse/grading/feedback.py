@@ -224,6 +224,7 @@ def check(selector: str, namespace: Mapping[str, Any]) -> CheckResult:
     record_quietly(
         ((s.exercise, s.score, s.max_score) for s in exercise_scores(result.rows).values()),
         source="check",
+        measurements=[(row.exercise, row.measured) for row in result.rows if row.measured],
     )
     return result
 
