@@ -177,3 +177,21 @@ def test_generated_notebooks_are_clean_and_lint_free(tmp_path):
             text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_hint_spells_a_solution_line(make_exercises):
+    from llmcourse.grading.grade import LESSON_PREFIX
+    from llmcourse.grading.spec import tests_for
+
+    for solution in sorted((ROOT / "solutions").glob("*.ipynb")):
+        notebook = json.loads(solution.read_text())
+        answers = {
+            line
+            for cell in notebook["cells"]
+            if cell["cell_type"] == "code"
+            for line in make_exercises.solution_lines("".join(cell["source"]))
+            if len(line) >= make_exercises.LEAK_CHARS
+        }
+        lesson = LESSON_PREFIX.match(solution.name).group(1)
+        hints = " ".join(make_exercises.normalized(test.hint) for test in tests_for(lesson))
+        assert [line for line in answers if line in hints] == [], solution.name
