@@ -310,6 +310,7 @@ def rope_rotation_matches(draw: Draw) -> list[Case]:
 # characters: 1.85 nats per character as trained, 2.55 with 2 key/value heads, 2.77 with 1).
 
 GQA_KEYS = ("k_proj.weight", "v_proj.weight", "k_proj.bias", "v_proj.bias")
+TINY_GPT_HEADS = 4
 
 
 def tiny_gpt_state(seed: int | None = None) -> dict[str, torch.Tensor]:
@@ -376,12 +377,14 @@ def _kv_cache_and_loss(state, case: Case) -> Measurement:
             f"the converted weights do not load into the tiny GPT with n_kv_head={n_kv_head}: "
             f"{str(error)[:200]}"
         ) from None
-    per_token = sum(2 * t.shape[0] * 2 for n, t in state.items() if n.endswith("k_proj.weight"))
-    mha = sum(2 * 128 * 2 for n in state if n.endswith("k_proj.weight"))
+    # fp16 keys and values per token, summed over layers; multi-head keeps as many as queries.
+    keys = [n for n in state if n.endswith("k_proj.weight")]
+    per_token = sum(2 * state[n].shape[0] * 2 for n in keys)
+    mha = sum(2 * state[n.replace("k_proj", "q_proj")].shape[0] * 2 for n in keys)
     return Measurement(
         "KV cache per token, as a share of multi-head attention's",
         per_token / mha,
-        n_kv_head / 4,
+        n_kv_head / TINY_GPT_HEADS,
         higher_is_better=False,
         detail=f"{per_token} bytes per token in fp16 instead of {mha}; held-out loss "
         f"{before:.3f} → {after:.3f} nats per character before any uptraining",
@@ -449,11 +452,11 @@ def the_tiny_gpt_gets_a_smaller_kv_cache(draw: Draw) -> list[Case]:
     start = draw.integer(0, len(val) - 20_000)
     text = val[start : start + 16_640]  # 256 windows of 65 characters
     seed = draw.integer(0, 2**31)
-    before = _tiny_gpt_held_out(text, 4, tiny_gpt_state(seed))
+    before = _tiny_gpt_held_out(text, TINY_GPT_HEADS, tiny_gpt_state(seed))
     state = Make("llmcourse.grading.exercises.lesson_03:tiny_gpt_state", seed)
     return [
         Case(
-            (state, 4, n_kv_head),
+            (state, TINY_GPT_HEADS, n_kv_head),
             label=f"the tiny GPT's 4 heads → {n_kv_head}",
             hidden=(text, n_kv_head, before),
         )
