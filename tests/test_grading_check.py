@@ -11,7 +11,7 @@ from grading_fixtures.notebooks import LESSON_99
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-from llmcourse.grading import CheckResult, check
+from llmcourse.grading import CheckResult, check, try_it
 from llmcourse.grading.calls import can_fork
 from llmcourse.grading.evaluate import FAILED, PASSED, Outcome
 from llmcourse.grading.feedback import PRACTICE_NOTE
@@ -71,6 +71,41 @@ def test_a_lesson_selector_runs_every_exercise_of_the_lesson(capsys):
     assert [row.exercise for row in result.rows].count("99.normalize") == 2
     assert (result.score, result.max_score) == (3, 12)
     assert "99.normalize: normalize gives unit length" in capsys.readouterr().out
+
+
+def test_a_lesson_check_ends_with_points_per_exercise_and_the_next_step(capsys):
+    result = check("99", {"mean_square": mean_square})
+    text = capsys.readouterr().out
+    assert "Lesson 99, per exercise:\n  99.mean_square: 3/3 points\n" in text
+    assert "  99.normalize: not attempted\n" in text  # missing, so never started
+    assert "Next: start 99.normalize, then run this cell again." in text
+    assert "accuracy on held-out points" not in text  # the project was not attempted
+    assert "<li>99.mean_square: 3/3 points</li>" in result.to_html()
+
+    def wrong_threshold(xs, ys):
+        return 1e9
+
+    check("99", {"mean_square": lambda v: 0.0, "fit_threshold": wrong_threshold})
+    text = capsys.readouterr().out
+    assert "Next: finish 99.mean_square (reread “Squares”)" in text
+    assert "99.threshold: 0/2 points; accuracy on held-out points 0." in text
+    assert ProgressStore().latest_measurements()["99.threshold"]["value"] < 0.9  # for progress
+    single = check("99.mean_square", {"mean_square": mean_square})
+    assert single.summary() == [] and "per exercise" not in capsys.readouterr().out
+
+
+def test_try_it_lets_run_all_go_past_an_unfinished_stub(capsys):
+    def bigram_perplexity(train, test):
+        raise NotImplementedError("Replace this with your code for bigram_perplexity().")
+
+    with try_it():
+        print(bigram_perplexity([], []))
+    assert capsys.readouterr().out == (
+        "Not attempted yet: bigram_perplexity() still raises NotImplementedError. Write it, "
+        "run its cell, then run this cell again.\n"
+    )
+    with pytest.raises(ZeroDivisionError), try_it():  # a real error is the learner's to see
+        print(1 / 0)
 
 
 def test_results_are_recorded_for_progress(capsys):

@@ -35,19 +35,16 @@ def test_exercises_folder_is_up_to_date():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_an_answer_becomes_a_stub_under_its_hint(make_exercises):
+def test_an_answer_becomes_a_bare_stub(make_exercises):
     source = (
         "import math\n"
         "\n"
         "def area(radius):\n"
         '    """Area of a circle."""\n'
-        "    # Hint: pi r squared.\n"
-        "    #   (math.pi is there for you)\n"
         "    ### BEGIN SOLUTION\n"
         "    return math.pi * radius**2\n"
         "    ### END SOLUTION\n"
         "\n"
-        "# Hint: a module-level answer.\n"
         "### BEGIN SOLUTION\n"
         "answer = 42\n"
         "### END SOLUTION"
@@ -57,11 +54,8 @@ def test_an_answer_becomes_a_stub_under_its_hint(make_exercises):
         "\n"
         "def area(radius):\n"
         '    """Area of a circle."""\n'
-        "    # Hint: pi r squared.\n"
-        "    #   (math.pi is there for you)\n"
         '    raise NotImplementedError("Replace this with your code for area().")\n'
         "\n"
-        "# Hint: a module-level answer.\n"
         'raise NotImplementedError("Replace this with your answer.")'
     )
     assert make_exercises.stub_source("x = 1", "cell") == "x = 1"  # no markers: unchanged
@@ -69,9 +63,9 @@ def test_an_answer_becomes_a_stub_under_its_hint(make_exercises):
 
 def test_a_stub_too_long_for_one_line_is_wrapped_as_the_formatter_would(make_exercises):
     name = "duplicate_ngram_character_fraction_of_the_whole_text"
-    source = f"def {name}(text):\n    # Hint: h\n    ### BEGIN SOLUTION\n    ### END SOLUTION"
+    source = f"def {name}(text):\n    ### BEGIN SOLUTION\n    ### END SOLUTION"
     stubbed = make_exercises.stub_source(source, "cell")
-    assert stubbed.split("\n")[2:] == [
+    assert stubbed.split("\n")[1:] == [
         "    raise NotImplementedError(",
         f'        "Replace this with your code for {name}()."',
         "    )",
@@ -86,17 +80,45 @@ def test_a_stub_too_long_for_one_line_is_wrapped_as_the_formatter_would(make_exe
 @pytest.mark.parametrize(
     ("source", "complaint"),
     [
-        ("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION", "# Hint: ..."),
-        ("# Hint: h\n### BEGIN SOLUTION\nx = 1", "has no ### END SOLUTION"),
+        (
+            "def f():\n    # Hint: return one\n    ### BEGIN SOLUTION\n    return 1\n"
+            "    ### END SOLUTION",
+            "gives the answer away",
+        ),
+        ("### BEGIN SOLUTION\nx = 1", "has no ### END SOLUTION"),
         ("x = 1\n### END SOLUTION", "without ### BEGIN SOLUTION"),
-        ("# Hint: h\n### BEGIN SOLUTION\n# Hint: h\n### BEGIN SOLUTION\n", "inside another"),
-        ("# Hint: h\n## BEGIN SOLUTION\nx = 1", "write the marker as"),
+        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n", "inside another"),
+        ("## BEGIN SOLUTION\nx = 1", "write the marker as"),
     ],
 )
 def test_malformed_solutions_are_reported_with_their_place(make_exercises, source, complaint):
     with pytest.raises(make_exercises.SolutionFormatError, match="nb, cell 3, line") as error:
         make_exercises.stub_source(source, "nb, cell 3")
     assert complaint in str(error.value)
+
+
+def test_a_solution_line_shown_outside_the_answers_is_a_leak(tmp_path, make_exercises):
+    notebook = json.loads(SOLUTION_99.read_text())
+    answer = "values = np.asarray(values, dtype=float)"
+    assert make_exercises.leaked_lines(notebook, make_exercises.make_exercise(notebook, "nb")) == []
+    notebook["cells"].append(
+        {"cell_type": "markdown", "id": "leak", "metadata": {}, "source": f"Try `{answer}`."}
+    )
+    with pytest.raises(make_exercises.SolutionFormatError, match="1 solution line"):
+        make_exercises.make_exercise(notebook, "nb")
+    short = json.loads(SOLUTION_99.read_text())  # a short line ("return counts") is no leak
+    short["cells"].append(
+        {"cell_type": "markdown", "id": "s", "metadata": {}, "source": "return counts"}
+    )
+    make_exercises.make_exercise(short, "nb")
+
+
+def test_every_committed_exercise_hides_its_solution_lines(make_exercises):
+    for solution in sorted((ROOT / "solutions").glob("*.ipynb")):
+        exercise = json.loads((ROOT / "exercises" / solution.name).read_text())
+        assert make_exercises.leaked_lines(json.loads(solution.read_text()), exercise) == [], (
+            solution
+        )
 
 
 def test_a_solution_without_any_answer_is_rejected(tmp_path):
@@ -144,7 +166,7 @@ def test_generated_notebooks_are_clean_and_lint_free(tmp_path):
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     sources = "".join("".join(c["source"]) for c in code)
     assert "BEGIN SOLUTION" not in sources and "np.mean" not in sources
-    assert sources.count("raise NotImplementedError") == 8 and sources.count("# Hint:") == 8
+    assert sources.count("raise NotImplementedError") == 8 and "# Hint:" not in sources
     ruff = Path(sys.executable).parent / "ruff"
     for command in (["check"], ["format", "--check"]):
         result = subprocess.run(
@@ -155,3 +177,21 @@ def test_generated_notebooks_are_clean_and_lint_free(tmp_path):
             text=True,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_hint_spells_a_solution_line(make_exercises):
+    from llmcourse.grading.grade import LESSON_PREFIX
+    from llmcourse.grading.spec import tests_for
+
+    for solution in sorted((ROOT / "solutions").glob("*.ipynb")):
+        notebook = json.loads(solution.read_text())
+        answers = {
+            line
+            for cell in notebook["cells"]
+            if cell["cell_type"] == "code"
+            for line in make_exercises.solution_lines("".join(cell["source"]))
+            if len(line) >= make_exercises.LEAK_CHARS
+        }
+        lesson = LESSON_PREFIX.match(solution.name).group(1)
+        hints = " ".join(make_exercises.normalized(test.hint) for test in tests_for(lesson))
+        assert [line for line in answers if line in hints] == [], solution.name

@@ -121,7 +121,25 @@ def test_progress_per_lesson_and_what_is_left(store, monkeypatch):
     text = render_progress(progress.Progress([lesson]))
     assert "Lesson 99    5/12  points  1 of 6 exercises done" in text
     assert "left: 99.normalize (2/3)" in text and "left: 99.clip (not tried)" in text
+    assert 'next: finish 99.normalize in exercises/99_*.ipynb, then check("99.normalize")' in text
     assert text.endswith("Overall: 5/12 points; 5 exercises left.")
+
+
+def test_a_projects_latest_measurement_is_shown_beside_the_points(store):
+    load_exercise_file(LESSON_99)
+    accuracy = {"name": "accuracy on held-out points", "value": 0.7, "threshold": 0.9}
+    store.record(
+        [("99.threshold", 0, 2)], source="check", measurements=[("99.threshold", accuracy)]
+    )
+    better = {**accuracy, "value": 0.95, "higher_is_better": True}
+    store.record([("99.threshold", 2, 2)], source="grade", measurements=[("99.threshold", better)])
+    (lesson,) = [p for p in lesson_progress(store).lessons if p.lesson == "99"]
+    assert lesson.measured["99.threshold"]["value"] == 0.95  # the latest, from grade
+    text = render_progress(progress.Progress([lesson]))
+    assert "project 99.threshold: accuracy on held-out points 0.95 (needs ≥ 0.9; grade," in text
+    assert lesson.to_dict()["next_step"].startswith("start 99.mean_square")
+    done = progress.LessonProgress("98", {"98.a": 1}, {}, measured={})
+    assert done.next_step == 'start 98.a in exercises/98_*.ipynb, then check("98.a")'
 
 
 def test_implausible_rows_are_flagged_not_counted(store):

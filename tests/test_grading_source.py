@@ -41,6 +41,11 @@ def test_an_own_answer_passes_and_docstrings_do_not_count():
     assert "03.attention" not in found.undefined
 
 
+def test_try_it_is_allowed_beside_check():
+    found = report("from llmcourse.grading import try_it", ATTENTION, "with try_it():\n    pass")
+    assert found.notebook == [] and found.exercises == {}
+
+
 @pytest.mark.parametrize(
     "cell",
     [

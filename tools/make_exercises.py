@@ -5,11 +5,10 @@
     python tools/make_exercises.py --check   # exit 1 when exercises/ is stale (the tests run this)
 
 ``solutions/NN_<stem>.ipynb`` is the single source. In its code cells, each answer sits between
-two marker lines, with a hint comment right above them::
+two marker lines, right under the signature and the docstring::
 
     def rmsnorm(x, weight, eps=1e-6):
-        \"\"\"Scale x by the reciprocal root mean square of its last dimension.\"\"\"
-        # Hint: divide by sqrt(mean(x**2) + eps) over the last dimension, then multiply by weight.
+        \"\"\"x scaled by the reciprocal root mean square of its last dimension, times weight.\"\"\"
         ### BEGIN SOLUTION
         rms = (x * x).mean(-1, keepdim=True).add(eps).sqrt()
         return x / rms * weight
@@ -20,13 +19,18 @@ at the indentation of ``### BEGIN SOLUTION`` (wrapped as ``ruff format`` would w
 
         raise NotImplementedError("Replace this with your code for rmsnorm().")
 
-The ``# Hint:`` comment (one line, or several consecutive comment lines starting with it) is
-required: it stays in both notebooks, so the learner sees it above the stub. Generated notebooks
-are cleaned like ``tools/strip_notebooks.py`` does (no outputs, kernelspec ``llmcourse``);
-``exercises/`` is never edited by hand, and files there without a solution are removed. An
-exercise notebook is linted like any other, except that imports used only by answers and names
-only answers define are allowed (``per-file-ignores`` in ``pyproject.toml``).
-Exit status: 0 fine, 1 stale (``--check``), 2 a malformed solution.
+A stub gives nothing away: it is the signature, the docstring (what the function returns, not
+how) and that ``raise``. So a comment right above ``### BEGIN SOLUTION`` is an error (it would
+stay in the exercise, and such comments end up spelling the answer); hints live in the
+exercise's grader (``hint=`` in ``llmcourse/grading/exercises/lesson_NN.py``), which shows them
+only after a failed attempt. And no solution line of ``LEAK_CHARS`` characters or more
+(whitespace collapsed) may appear anywhere in the generated notebook, in code or in prose.
+
+Generated notebooks are cleaned like ``tools/strip_notebooks.py`` does (no outputs, kernelspec
+``llmcourse``); ``exercises/`` is never edited by hand, and files there without a solution are
+removed. An exercise notebook is linted like any other, except that imports used only by
+answers and names only answers define are allowed (``per-file-ignores`` in ``pyproject.toml``).
+Exit status: 0 fine, 1 stale (``--check``), 2 a malformed or leaking solution.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)")
 LINE_LENGTH = 100  # ruff's line-length in pyproject.toml: generated notebooks pass the linter
+LEAK_CHARS = 24  # a solution line this long that shows in the exercise gives the answer away
 
 
 class SolutionFormatError(ValueError):
@@ -63,7 +68,7 @@ def stub_source(source: str, where: str) -> str:
             if begin is not None:
                 raise SolutionFormatError(f"{where}, line {number}: {BEGIN} inside another one.")
             begin = number
-            _require_hint(out, f"{where}, line {number}")
+            _refuse_comment_above(out, f"{where}, line {number}")
             indent = line[: len(line) - len(line.lstrip())]
             out.extend(_stub_lines(_stub_message(out, indent), indent))
         elif marker == END:
@@ -77,14 +82,52 @@ def stub_source(source: str, where: str) -> str:
     return "\n".join(out)
 
 
-def _require_hint(above: list[str], where: str) -> None:
-    for line in reversed(above):
-        text = line.strip()
-        if not text.startswith("#"):
-            break
-        if text.lower().startswith("# hint:"):
-            return
-    raise SolutionFormatError(f"{where}: put a '# Hint: ...' comment right above {BEGIN}.")
+def _refuse_comment_above(above: list[str], where: str) -> None:
+    last = next((line.strip() for line in reversed(above) if line.strip()), "")
+    if last.startswith("#"):
+        raise SolutionFormatError(
+            f"{where}: a comment right above {BEGIN} stays in the exercise and gives the answer "
+            f"away ({last!r}); put hints in the grader's hint=..., not in the stub."
+        )
+
+
+def normalized(line: str) -> str:
+    """A line with its whitespace collapsed: how solution lines are compared with the exercise."""
+    return " ".join(line.split())
+
+
+def solution_lines(source: str) -> list[str]:
+    """The normalised lines between the markers of one cell's source."""
+    lines, inside = [], False
+    for line in source.split("\n"):
+        marker = line.strip()
+        if marker == BEGIN:
+            inside = True
+        elif marker == END:
+            inside = False
+        elif inside and normalized(line):
+            lines.append(normalized(line))
+    return lines
+
+
+def leaked_lines(solution: dict, exercise: dict) -> list[str]:
+    """Solution lines of ``LEAK_CHARS`` characters or more that the exercise notebook shows."""
+    shown = "\n".join(
+        normalized(line) for cell in exercise.get("cells", []) for line in _source(cell).split("\n")
+    )
+    answers = {
+        line
+        for cell in solution.get("cells", [])
+        if cell.get("cell_type") == "code"
+        for line in solution_lines(_source(cell))
+        if len(line) >= LEAK_CHARS
+    }
+    return sorted(line for line in answers if line in shown)
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
 
 
 def _stub_message(above: list[str], indent: str) -> str:
@@ -111,12 +154,19 @@ def make_exercise(solution: dict, name: str) -> dict:
     for index, cell in enumerate(exercise.get("cells", []), start=1):
         if cell.get("cell_type") != "code":
             continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        source = _source(cell)
         stubbed = stub_source(source, f"{name}, cell {index}")
         regions += source.count(BEGIN)
         cell["source"] = stubbed
     if regions == 0:
         raise SolutionFormatError(f"{name}: no {BEGIN} ... {END} region; nothing to exercise.")
+    leaks = leaked_lines(solution, exercise)
+    if leaks:
+        shown = "; ".join(repr(line) for line in leaks[:3])
+        raise SolutionFormatError(
+            f"{name}: the exercise would show {len(leaks)} solution line(s) outside the answers "
+            f"({shown}); rephrase them where they appear outside {BEGIN} ... {END}."
+        )
     return exercise
 
 

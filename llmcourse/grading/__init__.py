@@ -4,7 +4,7 @@ How to write a solution notebook and its exercises: ``llmcourse/grading/README.m
 """
 
 from llmcourse.grading.compare import close, exact
-from llmcourse.grading.feedback import CheckResult, check
+from llmcourse.grading.feedback import CheckResult, check, try_it
 from llmcourse.grading.spec import Case, Draw, Exercise, Measurement, tests_for
 from llmcourse.grading.wire import Make
 
@@ -19,4 +19,5 @@ __all__ = [
     "close",
     "exact",
     "tests_for",
+    "try_it",
 ]

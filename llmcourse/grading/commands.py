@@ -101,7 +101,13 @@ def run_grade(args: argparse.Namespace) -> int:
     if not args.no_record:
         for grade in grades:
             scores = [(ex, s.score, s.max_score) for ex, s in grade.exercises.items()]
-            record_quietly(scores, source="grade", notebook=str(Path(grade.path).resolve()))
+            measured = [(o.exercise, o.measured) for o in grade.outcomes if o.measured]
+            record_quietly(
+                scores,
+                source="grade",
+                notebook=str(Path(grade.path).resolve()),
+                measurements=measured,
+            )
     if args.json:
         print(to_json(grades))
     else:

@@ -27,12 +27,13 @@ code that holds the GIL (``sum(range(10**15))``): interrupt or restart the kerne
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,7 @@ from llmcourse.grading.evaluate import (
     ATTEMPTED,
     CRASHED,
     MISSING,
+    NOT_ATTEMPTED,
     NOT_RUN,
     REJECTED,
     TIMED_OUT,
@@ -96,8 +98,40 @@ class CheckResult:
                     lines.append(f"         Hint: {row.hint}")
                     if row.section:
                         lines.append(f"         See the lesson's section “{row.section}”.")
+        lines.extend(self.summary())
         lines.append(PRACTICE_NOTE)
         return "\n".join(lines)
+
+    def summary(self) -> list[str]:
+        """For a whole lesson (``check("03", globals())``): points per exercise, then what next.
+
+        One line per exercise (``03.rmsnorm: 2/3 points``, or ``not attempted``), a project's
+        measured result beside its points, and one last line with the next step: the first
+        exercise short of full marks and the lesson section to reread, or, when all pass,
+        ``llmcourse grade`` for the verdict that counts. Empty for a single exercise.
+        """
+        if "." in self.selector or not self.rows:
+            return []
+        lines, next_step = [], ""
+        for exercise, rows in _by_exercise(self.rows).items():
+            score, most = sum(r.points for r in rows), sum(r.max_points for r in rows)
+            untouched = all(r.status in (NOT_ATTEMPTED, MISSING) for r in rows)
+            state = "not attempted" if untouched else f"{score}/{most} points"
+            measured = [r.measured for r in rows if r.measured]
+            if measured:
+                state += "; " + ", ".join(_measured_text(m) for m in measured)
+            lines.append(f"  {exercise}: {state}")
+            if score < most and not next_step:
+                failed = next(r for r in rows if not r.passed)
+                where = f" (reread “{failed.section}”)" if failed.section and not untouched else ""
+                verb = "start" if untouched else "finish"
+                next_step = f"Next: {verb} {exercise}{where}, then run this cell again."
+        if not next_step:
+            next_step = (
+                "Next: every exercise passes here; `llmcourse grade` on this notebook gives the "
+                "verdict that counts, then go on to the next lesson."
+            )
+        return [f"Lesson {self.selector}, per exercise:", *lines, next_step]
 
     def to_html(self) -> str:
         cells = []
@@ -122,6 +156,7 @@ class CheckResult:
             f" ({verdict})<table><thead><tr><th style='text-align:left'>test</th>"
             "<th>points</th><th>passed</th><th style='text-align:left'>hint</th></tr></thead>"
             f"<tbody>{''.join(cells)}</tbody></table>"
+            f"{_summary_html(self.summary())}"
             f"<small>{html.escape(PRACTICE_NOTE)}</small></div>"
         )
 
@@ -138,6 +173,26 @@ class CheckResult:
         from IPython.display import display
 
         display({"text/html": self.to_html(), "text/plain": self.to_text()}, raw=True)
+
+
+def _by_exercise(rows: list[Outcome]) -> dict[str, list[Outcome]]:
+    grouped: dict[str, list[Outcome]] = {}
+    for row in rows:
+        grouped.setdefault(row.exercise, []).append(row)
+    return grouped
+
+
+def _measured_text(measured: Mapping[str, Any]) -> str:
+    need = "≥" if measured.get("higher_is_better", True) else "≤"
+    return f"{measured['name']} {measured['value']:.4g} (needs {need} {measured['threshold']:.4g})"
+
+
+def _summary_html(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    head, *items, last = lines
+    listed = "".join(f"<li>{html.escape(item.strip())}</li>" for item in items)
+    return f"<p>{html.escape(head)}</p><ul>{listed}</ul><p><b>{html.escape(last)}</b></p>"
 
 
 def check(selector: str, namespace: Mapping[str, Any]) -> CheckResult:
@@ -169,8 +224,38 @@ def check(selector: str, namespace: Mapping[str, Any]) -> CheckResult:
     record_quietly(
         ((s.exercise, s.score, s.max_score) for s in exercise_scores(result.rows).values()),
         source="check",
+        measurements=[(row.exercise, row.measured) for row in result.rows if row.measured],
     )
     return result
+
+
+@contextlib.contextmanager
+def try_it() -> Iterator[None]:
+    """Run a notebook's demo of an answer; an unfinished answer prints "not attempted yet".
+
+    ``with try_it(): print(perplexity(...))``: while the answer is still the exercise's stub
+    (it raises ``NotImplementedError``), the block stops there with one line saying so, and
+    "Run All" goes on to the next cell instead of stopping at the first unfinished exercise.
+    Any other error is yours to see and propagates as usual.
+    """
+    try:
+        yield
+    except NotImplementedError as error:
+        print(
+            f"Not attempted yet: {_stub_name(error)} still raises NotImplementedError. Write it, "
+            "run its cell, then run this cell again."
+        )
+
+
+def _stub_name(error: BaseException) -> str:
+    """``perplexity()`` or ``LoRALinear.__init__()``: the function whose stub raised."""
+    traceback = error.__traceback__
+    name = ""
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        name = getattr(code, "co_qualname", code.co_name).rpartition("<locals>.")[2]
+        traceback = traceback.tb_next
+    return f"{name}()" if name and not name.startswith("<") else "an answer"
 
 
 def _run_test(

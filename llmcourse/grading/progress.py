@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +36,16 @@ CREATE TABLE IF NOT EXISTS results (
     max_score INTEGER NOT NULL,
     source TEXT NOT NULL,
     notebook TEXT,
+    recorded_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    exercise TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    threshold REAL NOT NULL,
+    higher_is_better INTEGER NOT NULL,
+    source TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -94,13 +104,26 @@ class ProgressStore:
         *,
         source: str,
         notebook: str | None = None,
+        measurements: Iterable[tuple[str, Mapping[str, Any]]] = (),
     ) -> None:
         """Append ``(exercise, score, max_score)`` rows from ``source`` ("check" or "grade") as
-        one run, with its totals."""
+        one run, with its totals, and the projects' ``(exercise, Outcome.measured)`` beside it."""
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         rows = [(ex, int(score), int(top)) for ex, score, top in scores]
         if not rows:
             return
+        measured = [
+            (
+                ex,
+                str(m["name"]),
+                float(m["value"]),
+                float(m["threshold"]),
+                int(bool(m.get("higher_is_better", True))),
+                source,
+                now,
+            )
+            for ex, m in measurements
+        ]
 
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
@@ -120,6 +143,11 @@ class ProgressStore:
                 "INSERT INTO results (exercise, score, max_score, source, notebook, recorded_at,"
                 " run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(ex, score, top, source, notebook, now, run) for ex, score, top in rows],
+            )
+            connection.executemany(
+                "INSERT INTO measurements (exercise, name, value, threshold, higher_is_better,"
+                " source, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                measured,
             )
             connection.execute("COMMIT")
 
@@ -152,6 +180,29 @@ class ProgressStore:
             )
             for row in self._run(read)
         ]
+
+    def latest_measurements(self) -> dict[str, dict[str, Any]]:
+        """The latest measured result of each project: ``{exercise: {name, value, threshold,
+        higher_is_better, source, recorded_at}}``. Shown, never counted: points come from
+        ``results`` only."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return connection.execute(
+                "SELECT exercise, name, value, threshold, higher_is_better, source, recorded_at"
+                " FROM measurements ORDER BY id"
+            ).fetchall()
+
+        latest = {}
+        for exercise, name, value, threshold, higher, source, when in self._run(read):
+            latest[exercise] = {
+                "name": name,
+                "value": value,
+                "threshold": threshold,
+                "higher_is_better": bool(higher),
+                "source": source,
+                "recorded_at": when,
+            }
+        return latest
 
     def best(self, max_points: dict[str, int] | None = None) -> dict[str, BestResult]:
         """Best plausible result per exercise (highest score; ties go to the latest)."""
@@ -279,11 +330,15 @@ def _is_corruption(error: sqlite3.DatabaseError) -> bool:
 
 
 def record_quietly(
-    scores: Iterable[tuple[str, int, int]], *, source: str, notebook: str | None = None
+    scores: Iterable[tuple[str, int, int]],
+    *,
+    source: str,
+    notebook: str | None = None,
+    measurements: Iterable[tuple[str, Mapping[str, Any]]] = (),
 ) -> None:
     """Record, but never let a progress problem (read-only home, full disk) break grading."""
     try:
-        ProgressStore().record(scores, source=source, notebook=notebook)
+        ProgressStore().record(scores, source=source, notebook=notebook, measurements=measurements)
     except (sqlite3.Error, OSError) as error:
         print(f"[llmcourse] Progress not saved: {error}", file=sys.stderr)
 
@@ -296,6 +351,7 @@ class LessonProgress:
     max_points: dict[str, int]  # every exercise of the lesson -> its points today
     best: dict[str, BestResult]
     problem: str = ""  # set when the lesson's tests could not be loaded
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # projects' latest results
 
     def points(self, exercise: str) -> int:
         result = self.best.get(exercise)
@@ -313,6 +369,17 @@ class LessonProgress:
     def left(self) -> list[str]:
         return [ex for ex, top in self.max_points.items() if self.points(ex) < top]
 
+    @property
+    def next_step(self) -> str:
+        """What to do next in this lesson, in one line."""
+        if self.problem:
+            return ""
+        if not self.left:
+            return "done: every exercise has full marks"
+        exercise = self.left[0]
+        verb = "finish" if exercise in self.best else "start"
+        return f'{verb} {exercise} in exercises/{self.lesson}_*.ipynb, then check("{exercise}")'
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "lesson": self.lesson,
@@ -323,6 +390,8 @@ class LessonProgress:
                 for ex, top in self.max_points.items()
             },
             "left": self.left,
+            "measured": self.measured,
+            "next_step": self.next_step,
             "problem": self.problem,
         }
 
@@ -357,10 +426,17 @@ def lesson_progress(store: ProgressStore | None = None) -> Progress:
             mine[test.exercise_id] = mine.get(test.exercise_id, 0) + test.points
         per_lesson[lesson] = mine
         max_points.update(mine)
-    best, flagged = plausible((store or ProgressStore()).rows(), max_points)
+    store = store or ProgressStore()
+    best, flagged = plausible(store.rows(), max_points)
+    measured = store.latest_measurements()
     for lesson, mine in per_lesson.items():
         lessons.append(
-            LessonProgress(lesson, mine, {ex: r for ex, r in best.items() if ex in mine})
+            LessonProgress(
+                lesson,
+                mine,
+                {ex: r for ex, r in best.items() if ex in mine},
+                measured={ex: m for ex, m in measured.items() if ex in mine},
+            )
         )
     lessons.sort(key=lambda item: item.lesson)
     return Progress(lessons, flagged)
@@ -385,6 +461,13 @@ def render_progress(progress: Progress) -> str:
             tried = exercise in item.best
             state = f"{item.points(exercise)}/{item.max_points[exercise]}" if tried else "not tried"
             lines.append(f"    left: {exercise} ({state})")
+        for exercise, m in item.measured.items():
+            need = "≥" if m["higher_is_better"] else "≤"
+            lines.append(
+                f"    project {exercise}: {m['name']} {m['value']:.4g} (needs {need} "
+                f"{m['threshold']:.4g}; {m['source']}, {m['recorded_at']})"
+            )
+        lines.append(f"    next: {item.next_step}")
     total = sum(item.score for item in lessons)
     top = sum(item.max_score for item in lessons)
     left = sum(len(item.left) for item in lessons)

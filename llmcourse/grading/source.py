@@ -12,10 +12,10 @@ translated first) with :mod:`ast`, before any of it runs, and finds:
   name, ``importlib.import_module``/``__import__`` with a literal and ``sys.modules[...]``,
   and then compared by identity in the grader, so re-exports count too. The exercise scores 0.
 - for the whole notebook, **grading cannot trust it**: code that uses the grader's internals
-  (anything in ``llmcourse.grading`` but ``check``), runs code built while the notebook runs
-  (``exec``/``eval``/``compile`` of a non-literal, ``%run``, unpickling), binds names behind the
-  source's back (``globals()[...] =``), changes ``sys.path`` or imports a module from the
-  notebook's folder. Every exercise scores 0.
+  (anything in ``llmcourse.grading`` but ``check`` and ``try_it``), runs code built while the
+  notebook runs (``exec``/``eval``/``compile`` of a non-literal, ``%run``, unpickling), binds
+  names behind the source's back (``globals()[...] =``), changes ``sys.path`` or imports a
+  module from the notebook's folder. Every exercise scores 0.
 
 This is a rule about source a person can read, not a sandbox: code that hides what it calls
 behind layers of indirection can escape it, and the README says so.
@@ -33,7 +33,12 @@ from typing import Any
 
 from llmcourse.grading.spec import Exercise
 
-ALLOWED_GRADING = {"llmcourse.grading", "llmcourse.grading.check", "llmcourse.grading.CheckResult"}
+ALLOWED_GRADING = {
+    "llmcourse.grading",
+    "llmcourse.grading.check",
+    "llmcourse.grading.CheckResult",
+    "llmcourse.grading.try_it",
+}
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _BUILTINS = {"exec", "eval", "compile", "__import__", "getattr", "vars", "globals", "locals"}
 _RUNS_CODE = {

@@ -8,7 +8,8 @@ import math
 import torch
 
 from llmcourse.eval import perplexity_from_log_probs, token_log_probs
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
+from llmcourse.grading.wire import Make
 from llmcourse.infer.sampling import process_logits
 
 
@@ -161,4 +162,125 @@ def uniform_choice_among_k_tokens(draw: Draw) -> list[Case]:
     return [
         Case((torch.full((8,), math.log(1 / k)),), label=f"uniform over {k} tokens")
         for k in (2, 50_257, draw.integer(3, 1000))
+    ]
+
+
+# ---- 01.ranking_project -----------------------------------------------------------------------
+# A language model as a judge of text: score lines of held-out plays and three damaged copies of
+# each (words shuffled, two pairs of neighbouring words swapped, letters swapped inside words);
+# the original must score highest. The model is the course's tiny GPT (characters, 4 layers);
+# which line of each group is the original stays in the grader.
+# Calibration (seeds 1-3, loaded machine): summed log-probabilities pick the original in
+# 0.85-0.90 of 40 groups (binomial spread about 0.05); the mean over characters the same on these
+# equal-length copies; scores that tie count as wrong, so a constant scores 0, a random one 0.25.
+
+RANKING_GROUPS = 40
+RANKING_MIN_ACCURACY = 0.7
+
+
+def tiny_gpt_model() -> torch.nn.Module:
+    """The course's pretrained tiny GPT (characters of Shakespeare), in eval mode."""
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    return pretrained_tiny_gpt().model.eval()
+
+
+def tiny_gpt_tokenizer():
+    """The tiny GPT's character tokenizer."""
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    return pretrained_tiny_gpt().tokenizer
+
+
+def _damaged(line: str, rng) -> list[str]:
+    words = line.split(" ")
+    shuffled = words[:]
+    while shuffled == words:
+        rng.shuffle(shuffled)
+    swapped = words[:]
+    for position in rng.sample(range(len(words) - 1), 2):  # two neighbouring pairs change places
+        swapped[position], swapped[position + 1] = swapped[position + 1], swapped[position]
+    if swapped == words:
+        swapped = shuffled[::-1]
+    typos = list(line)
+    for _ in range(max(2, len(line) // 12)):
+        i = rng.randrange(len(typos) - 1)
+        typos[i], typos[i + 1] = typos[i + 1], typos[i]
+    return [" ".join(shuffled), " ".join(swapped), "".join(typos)]
+
+
+def ranking_groups(seed: int) -> tuple[list[str], list[int]]:
+    """``RANKING_GROUPS`` groups of four lines of the held-out plays (one original, three damaged
+    copies, in a seeded order), flattened, and where each group's original is."""
+    import random
+
+    rng = random.Random(seed)
+    lines = [
+        line.strip()
+        for line in pretrained_val_text().split("\n")
+        if 30 <= len(line.strip()) <= 70 and len(line.split()) >= 6
+    ]
+    sentences, originals = [], []
+    for _ in range(RANKING_GROUPS):
+        line = rng.choice(lines)
+        group = [line, *_damaged(line, rng)]
+        order = list(range(4))
+        rng.shuffle(order)
+        sentences.extend(group[i] for i in order)
+        originals.append(order.index(0))
+    return sentences, originals
+
+
+def pretrained_val_text() -> str:
+    from llmcourse import pretrained
+
+    return pretrained.shakespeare("val")
+
+
+def _picks_the_originals(scores, case: Case) -> Measurement:
+    originals = case.hidden
+    if not isinstance(scores, (list, tuple, torch.Tensor)) or len(scores) != 4 * len(originals):
+        raise AssertionError(
+            f"sentence_log_probs should return one number per sentence ({4 * len(originals)}), "
+            f"got {scores!r:.80}."
+        )
+    values = [float(s) for s in scores]
+    if any(math.isnan(v) or v > 1e-6 for v in values):
+        raise AssertionError("a log-probability is a number ≤ 0 (and never nan).")
+    right = 0
+    for group, original in enumerate(originals):
+        chunk = values[4 * group : 4 * group + 4]
+        right += max(range(4), key=chunk.__getitem__) == original and chunk.count(max(chunk)) == 1
+    return Measurement(
+        "share of groups where the original line scores highest",
+        right / len(originals),
+        RANKING_MIN_ACCURACY,
+    )
+
+
+ranking_project = Exercise(
+    "01.ranking_project",
+    answer="sentence_log_probs",
+    forbid=["llmcourse.eval.token_log_probs", "llmcourse.eval.perplexity"],
+    section="The chain rule: the probability of a whole text",
+)
+
+
+@ranking_project.test(
+    points=3,
+    hint="Encode '\\n' + sentence, run the model once, take the log-softmax of each row and pick "
+    "the log-probability of the character that actually comes next; sum them per sentence.",
+    measure=_picks_the_originals,
+    timeout=30.0,
+)
+def originals_score_highest(draw: Draw) -> list[Case]:
+    sentences, originals = ranking_groups(draw.integer(0, 2**31))
+    model = Make("llmcourse.grading.exercises.lesson_01:tiny_gpt_model")
+    tokenizer = Make("llmcourse.grading.exercises.lesson_01:tiny_gpt_tokenizer")
+    return [
+        Case(
+            (model, tokenizer, sentences),
+            label=f"{RANKING_GROUPS} groups of a held-out line and three damaged copies",
+            hidden=originals,
+        )
     ]

@@ -16,7 +16,7 @@ from llmcourse import embeddings, pretrained
 from llmcourse.ethics import CALISKAN_TESTS
 from llmcourse.ethics import weat_effect_size as reference_effect_size
 from llmcourse.grading.compare import exact
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
 from llmcourse.grading.wire import Make
 from llmcourse.ngram import NGramLM, tokenize_lines
 
@@ -323,3 +323,106 @@ def weat_effect_size_matches_on_glove(draw: Draw) -> list[Case]:
         X, Y = draw.sample(X, max(2, len(X) - 1)), draw.sample(Y, max(2, len(Y) - 1))
         cases.append(Case((X, Y, A, B, GLOVE), label=f"effect size of {name} on GloVe"))
     return cases
+
+
+# ---- 02.char_ngram (project) --------------------------------------------------------------------
+# A character n-gram model trained on a fixed budget of text and scored on plays it never saw.
+# Calibration (seeds 1-5, 1,000,000 characters, loaded machine): the solution's Witten-Bell 4-gram
+# scores 6.04-6.27 per character on the held-out plays, add-0.1 4-grams the same, add-1 4-grams
+# 6.36-6.58, add-1 trigrams 7.80-7.99, an unsmoothed 4-gram infinity, a uniform table 36.
+
+CHAR_ALPHABET = "\n !',-.:;?abcdefghijklmnopqrstuvwxyz"
+CHAR_BUDGET = 1_000_000  # characters of training text
+CHAR_MAX_ORDER = 4  # a 4-gram table holds 36**4 ≈ 1.7 M probabilities
+CHAR_PERPLEXITY_BUDGET = 6.6  # per character, on the held-out plays
+
+
+def clean_characters(text: str) -> str:
+    """Lower-case ``text`` and turn every character outside ``CHAR_ALPHABET`` into a space."""
+    allowed = set(CHAR_ALPHABET)
+    return "".join(ch if ch in allowed else " " for ch in text.lower())
+
+
+def char_training_text(seed: int) -> str:
+    """``CHAR_BUDGET`` characters of cleaned Shakespeare from training works picked by ``seed``."""
+    import random
+
+    works = pretrained.shakespeare_works(split="train")
+    names = random.Random(seed).sample(sorted(works), len(works))
+    text, total = [], 0
+    for name in names:
+        text.append(works[name])
+        total += len(works[name])
+        if total >= CHAR_BUDGET:
+            break
+    return clean_characters("\n\n".join(text))[:CHAR_BUDGET]
+
+
+def char_perplexity(model: torch.Tensor, text: str) -> float:
+    """exp of the mean negative log-probability per character that ``model`` gives ``text``."""
+    size, order = len(CHAR_ALPHABET), model.dim()
+    index = {ch: i for i, ch in enumerate(CHAR_ALPHABET)}
+    ids = torch.tensor([index[ch] for ch in text])
+    codes = (ids.unfold(0, order, 1) * size ** torch.arange(order - 1, -1, -1)).sum(1)
+    return math.exp(-float(model.double().reshape(-1)[codes].log().mean()))
+
+
+def _held_out_perplexity(model, case: Case) -> Measurement:
+    size = len(CHAR_ALPHABET)
+    name = "perplexity per character on held-out plays"
+    if not isinstance(model, torch.Tensor) or not model.is_floating_point():
+        raise AssertionError(f"char_ngram_model should return a float tensor, got {model!r:.80}.")
+    if not 1 <= model.dim() <= CHAR_MAX_ORDER or any(n != size for n in model.shape):
+        raise AssertionError(
+            f"the table should have shape ({size},) * n with n from 1 to {CHAR_MAX_ORDER} "
+            f"(one axis per character of the n-gram), got {tuple(model.shape)}."
+        )
+    model = model.double()
+    if not torch.isfinite(model).all() or (model < 0).any():
+        raise AssertionError("every probability should be a finite number ≥ 0.")
+    worst = float((model.sum(-1) - 1).abs().max())
+    if worst > 1e-3:
+        raise AssertionError(
+            "each row over the last axis should sum to 1 (a distribution over the next "
+            f"character); one is off by {worst:.3g}."
+        )
+    value = char_perplexity(model, case.hidden)
+    detail = "a context seen in training never followed by a held-out character gives it 0"
+    return Measurement(
+        name,
+        value,
+        CHAR_PERPLEXITY_BUDGET,
+        higher_is_better=False,
+        detail=detail if math.isinf(value) else "",
+    )
+
+
+char_ngram = Exercise(
+    "02.char_ngram",
+    answer="char_ngram_model",
+    forbid=["llmcourse.ngram.NGramLM"],
+    section="n-gram language models, smoothing and perplexity",
+)
+
+
+@char_ngram.test(
+    points=3,
+    hint="A table of raw counts gives probability 0 to every continuation it never saw, and one "
+    "0 on held-out text makes the perplexity infinite. Back off from long contexts to shorter "
+    "ones (interpolation, Witten-Bell or Kneser-Ney) rather than adding a constant to every "
+    "count; compare orders 2, 3 and 4 on text you hold out yourself.",
+    measure=_held_out_perplexity,
+    timeout=30.0,
+    memory_mb=3072,
+)
+def char_ngram_beats_the_perplexity_budget(draw: Draw) -> list[Case]:
+    seed = draw.integer(0, 2**31)
+    text = Make("llmcourse.grading.exercises.lesson_02:char_training_text", seed)
+    held_out = clean_characters(pretrained.shakespeare("val"))  # plays the training never has
+    return [
+        Case(
+            (text, CHAR_ALPHABET),
+            label=f"{CHAR_BUDGET:,} characters of training works (seed {seed})",
+            hidden=held_out,
+        )
+    ]

@@ -8,7 +8,8 @@ import math
 import torch
 
 from llmcourse.grading.compare import close
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
+from llmcourse.grading.wire import Make
 from llmcourse.nn import attention as reference_attention
 from llmcourse.nn import feedforward, masks, norms, positional
 
@@ -298,3 +299,165 @@ def rope_rotation_matches(draw: Draw) -> list[Case]:
     seq = draw.integer(3, 7)
     x = draw.randn(2, 3, seq, 8)
     return [Case((x, torch.arange(seq).expand(2, seq)), label=f"x of shape {tuple(x.shape)}")]
+
+
+# ---- 03.gqa_project ---------------------------------------------------------------------------
+# Turn a trained multi-head model into a grouped-query one (Ainslie et al. 2023, section 2.1):
+# each group of n_head / n_kv_head consecutive key (and value) heads becomes one head, their mean.
+# Graded on the course's tiny GPT: the conversion against the package's convention, then what it
+# buys and costs, measured by the grader on the held-out plays (never sent): the KV cache per
+# token, and the loss before uptraining (measured on a loaded machine, 256 windows of 64
+# characters: 1.85 nats per character as trained, 2.55 with 2 key/value heads, 2.77 with 1).
+
+GQA_KEYS = ("k_proj.weight", "v_proj.weight", "k_proj.bias", "v_proj.bias")
+TINY_GPT_HEADS = 4
+
+
+def tiny_gpt_state(seed: int | None = None) -> dict[str, torch.Tensor]:
+    """The course's pretrained tiny GPT's weights (4 layers, 4 heads of 32); with ``seed``,
+    its key and value projections get noise of 10⁻⁴ (fresh inputs every run, same model)."""
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    state = pretrained_tiny_gpt().model.state_dict()
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+        for name, tensor in state.items():
+            if name.endswith(GQA_KEYS):
+                state[name] = tensor + 1e-4 * torch.randn(tensor.shape, generator=generator)
+    return state
+
+
+def _pool_heads(weight: torch.Tensor, n_head: int, n_kv_head: int, how: str) -> torch.Tensor:
+    head_dim = weight.shape[0] // n_head
+    group = n_head // n_kv_head
+    rest = weight.shape[1:]
+    if how == "strided":  # groups h, h + n_kv_head, ...: not the heads repeat_kv pairs up
+        return weight.reshape(group, n_kv_head, head_dim, *rest).mean(0).flatten(0, 1)
+    if how == "rows":  # the mean over neighbouring rows, whatever head they belong to
+        return weight.reshape(n_kv_head * head_dim, group, *rest).mean(1)
+    grouped = weight.reshape(n_kv_head, group, head_dim, *rest)
+    pooled = grouped[:, 0] if how == "first" else grouped.mean(1)
+    return pooled.flatten(0, 1)
+
+
+def _converted(state, n_head, n_kv_head, how="mean"):
+    return {
+        name: _pool_heads(tensor, n_head, n_kv_head, how) if name.endswith(GQA_KEYS) else tensor
+        for name, tensor in state.items()
+    }
+
+
+def _reference_mha_to_gqa(state_dict, n_head, n_kv_head):
+    return _converted(state_dict, n_head, n_kv_head)
+
+
+def _tiny_gpt_held_out(text: str, n_kv_head: int, state) -> float:
+    from llmcourse.models import DecoderLM
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    tiny = pretrained_tiny_gpt()
+    model = DecoderLM(tiny.model.config.replace(n_kv_head=n_kv_head)).eval()
+    model.load_state_dict(state, strict=True)
+    ids = torch.tensor(tiny.tokenizer.encode(text))
+    block = tiny.model.config.context_length
+    windows = ids[: len(ids) // (block + 1) * (block + 1)].view(-1, block + 1)
+    with torch.no_grad():
+        logits = model(windows[:, :-1]).logits
+    return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()))
+
+
+def _kv_cache_and_loss(state, case: Case) -> Measurement:
+    text, n_kv_head, before = case.hidden
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise AssertionError(f"mha_to_gqa should return a state dict, got {state!r:.80}.")
+    try:
+        after = _tiny_gpt_held_out(text, n_kv_head, state)
+    except (RuntimeError, KeyError) as error:
+        raise AssertionError(
+            f"the converted weights do not load into the tiny GPT with n_kv_head={n_kv_head}: "
+            f"{str(error)[:200]}"
+        ) from None
+    # fp16 keys and values per token, summed over layers; multi-head keeps as many as queries.
+    keys = [n for n in state if n.endswith("k_proj.weight")]
+    per_token = sum(2 * state[n].shape[0] * 2 for n in keys)
+    mha = sum(2 * state[n.replace("k_proj", "q_proj")].shape[0] * 2 for n in keys)
+    return Measurement(
+        "KV cache per token, as a share of multi-head attention's",
+        per_token / mha,
+        n_kv_head / TINY_GPT_HEADS,
+        higher_is_better=False,
+        detail=f"{per_token} bytes per token in fp16 instead of {mha}; held-out loss "
+        f"{before:.3f} → {after:.3f} nats per character before any uptraining",
+    )
+
+
+gqa_project = Exercise(
+    "03.gqa_project",
+    answer="mha_to_gqa",
+    reference=_reference_mha_to_gqa,
+    forbid=["llmcourse.nn.attention.repeat_kv"],
+    section="Grouped-query and multi-query attention",
+)
+
+
+@gqa_project.variant("each group keeps its first head instead of the mean of its heads")
+def _first_head(state_dict, n_head, n_kv_head):
+    return _converted(state_dict, n_head, n_kv_head, "first")
+
+
+@gqa_project.variant("the groups take every n_kv_head-th head, not consecutive heads")
+def _strided_groups(state_dict, n_head, n_kv_head):
+    return _converted(state_dict, n_head, n_kv_head, "strided")
+
+
+@gqa_project.variant("neighbouring rows are averaged across heads, not whole heads")
+def _rows_across_heads(state_dict, n_head, n_kv_head):
+    return _converted(state_dict, n_head, n_kv_head, "rows")
+
+
+@gqa_project.test(
+    points=2,
+    hint="Rows h·head_dim … (h+1)·head_dim - 1 of k_proj.weight belong to head h; view them as "
+    "(n_kv_head, group, head_dim, d_model), average over the group axis, flatten back; the same "
+    "for v_proj (and biases). Every other tensor stays as it is.",
+)
+def mha_to_gqa_matches_the_convention(draw: Draw) -> list[Case]:
+    cases = []
+    for n_head, n_kv_head in ((4, 2), (6, 3), (draw.choice([4, 8]), 1), (4, 4)):
+        width, head_dim = 16, draw.integer(2, 5)
+        state = {
+            "attn.q_proj.weight": draw.randn(n_head * head_dim, width),
+            "attn.k_proj.weight": draw.randn(n_head * head_dim, width),
+            "attn.v_proj.weight": draw.randn(n_head * head_dim, width),
+            "attn.k_proj.bias": draw.randn(n_head * head_dim),
+            "attn.v_proj.bias": draw.randn(n_head * head_dim),
+        }
+        label = f"{n_head} heads of {head_dim} → {n_kv_head} key/value heads"
+        cases.append(Case((state, n_head, n_kv_head), label=label))
+    return cases
+
+
+@gqa_project.test(
+    points=2,
+    hint="The converted state dict must load into the same model with n_kv_head key/value heads: "
+    "k_proj and v_proj get n_kv_head·head_dim rows.",
+    measure=_kv_cache_and_loss,
+    timeout=30.0,
+)
+def the_tiny_gpt_gets_a_smaller_kv_cache(draw: Draw) -> list[Case]:
+    from llmcourse import pretrained
+
+    n_kv_head = draw.choice([1, 2])
+    val = pretrained.shakespeare("val")
+    start = draw.integer(0, len(val) - 20_000)
+    text = val[start : start + 16_640]  # 256 windows of 65 characters
+    seed = draw.integer(0, 2**31)
+    before = _tiny_gpt_held_out(text, TINY_GPT_HEADS, tiny_gpt_state(seed))
+    state = Make("llmcourse.grading.exercises.lesson_03:tiny_gpt_state", seed)
+    return [
+        Case(
+            (state, TINY_GPT_HEADS, n_kv_head),
+            label=f"the tiny GPT's 4 heads → {n_kv_head}",
+            hidden=(text, n_kv_head, before),
+        )
+    ]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from llmcourse.grading.compare import close, exact
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
 from llmcourse.scaling import model_state_bytes
 from llmcourse.utils import load_checkpoint, save_checkpoint, seed_everything
 from llmcourse.utils.distributed import ring_all_reduce
@@ -286,3 +286,157 @@ def round_trip_restores_model_optimizer_and_step(draw: Draw) -> list[Case]:
 )
 def the_file_is_safetensors(draw: Draw) -> list[Case]:
     return [Case((draw.integer(0, 10**6),), label="the checkpoint file")]
+
+
+# ---- 05.resume_project ------------------------------------------------------------------------
+# Make a run reproducible: stopped at any step and resumed from its checkpoint, it must end with
+# the very bits of the run that never stopped, and match the same run in another process (the
+# grader's). The run itself is given (the notebook shows the same two functions): a small MLP
+# with dropout, AdamW, and a data stream with its own generator. Dropout draws from PyTorch's
+# global generator, so a checkpoint needs four things: weights, optimizer moments, the data
+# generator's state and the global generator's state.
+
+
+def make_run(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Generator]:
+    """The run to make reproducible: model, optimizer and data generator, all from ``seed``."""
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 32), torch.nn.GELU(), torch.nn.Dropout(0.2), torch.nn.Linear(32, 1)
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    return model, optimizer, torch.Generator().manual_seed(seed + 1)
+
+
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch.Generator):
+    """One step on a fresh batch from ``data``; dropout draws from PyTorch's global generator."""
+    x = torch.randn(16, 8, generator=data)
+    loss = (model(x) - x.sum(-1, keepdim=True).sin()).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def _train_run(seed, steps, checkpoint_path, stop_at=None, *, keep=("rng", "data", "optimizer")):
+    model, optimizer, data = make_run(seed)
+    start = 0
+    if Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        if "optimizer" in keep:
+            optimizer.load_state_dict(state["optimizer"])
+        if "data" in keep:
+            data.set_state(state["data"])
+        if "rng" in keep:
+            torch.set_rng_state(state["rng"])
+        start = state["step"]
+    for step in range(start, steps):
+        if step == stop_at:
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "data": data.get_state(),
+                    "rng": torch.get_rng_state(),
+                    "step": step,
+                },
+            )
+            break
+        train_step(model, optimizer, data)
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def _reference_train_run(seed, steps, checkpoint_path, stop_at=None):
+    return _train_run(seed, steps, checkpoint_path, stop_at)
+
+
+def _stopped_and_resumed(train_run, seed, steps, stop_at):
+    """The run stopped at ``stop_at`` and resumed, with other draws from the global generator in
+    between (as a notebook would make); also the run that never stopped, when asked."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.safetensors"
+        train_run(seed, steps, path, stop_at=stop_at)
+        torch.manual_seed(seed + 7)
+        torch.rand(13)  # what a notebook does between two cells
+        return train_run(seed, steps, path)
+
+
+def _whole_and_resumed(train_run, seed, steps, stop_at):
+    with tempfile.TemporaryDirectory() as folder:
+        whole = train_run(seed, steps, Path(folder) / "whole.safetensors")
+    return {"whole": whole, "resumed": _stopped_and_resumed(train_run, seed, steps, stop_at)}
+
+
+def _largest_difference(got, case: Case) -> Measurement:
+    if not isinstance(got, dict) or set(got) != {"whole", "resumed"}:
+        raise AssertionError(f"expected the two runs' weights, got {got!r:.80}.")
+    whole, resumed = got["whole"], got["resumed"]
+    if not isinstance(whole, dict) or not isinstance(resumed, dict) or set(whole) != set(resumed):
+        raise AssertionError("train_run should return the model's state_dict (name -> tensor).")
+    if set(whole) != {"0.weight", "0.bias", "3.weight", "3.bias"}:
+        raise AssertionError(
+            f"train_run should return make_run's model's state_dict; got keys {sorted(whole)}."
+        )
+    gap = max(float((whole[n].double() - resumed[n].double()).abs().max()) for n in whole)
+    return Measurement(
+        "largest |weight difference| between the resumed and the uninterrupted run",
+        gap,
+        0.0,
+        higher_is_better=False,
+        detail="bit-exact means 0" if gap else "",
+    )
+
+
+resume_project = Exercise(
+    "05.resume_project",
+    answer="train_run",
+    reference=_reference_train_run,
+    forbid=["llmcourse.train.Trainer"],
+    compare=exact(),
+    section="Checkpoints you can trust",
+)
+
+
+@resume_project.variant("PyTorch's global generator state is not saved (dropout masks change)")
+def _without_rng(seed, steps, checkpoint_path, stop_at=None):
+    return _train_run(seed, steps, checkpoint_path, stop_at, keep=("data", "optimizer"))
+
+
+@resume_project.variant("the data generator's state is not saved (the batches start over)")
+def _without_data(seed, steps, checkpoint_path, stop_at=None):
+    return _train_run(seed, steps, checkpoint_path, stop_at, keep=("rng", "optimizer"))
+
+
+@resume_project.variant("the optimizer's state is not saved (AdamW's moments start at zero)")
+def _without_optimizer(seed, steps, checkpoint_path, stop_at=None):
+    return _train_run(seed, steps, checkpoint_path, stop_at, keep=("rng", "data"))
+
+
+def _resume_cases(draw: Draw) -> list[Case]:
+    steps = draw.integer(12, 20)
+    return [
+        Case((seed, steps, stop_at), label=f"seed {seed}, {steps} steps, stopped after {stop_at}")
+        for seed, stop_at in ((0, 1), (draw.integer(1, 10**6), draw.integer(2, steps - 2)))
+    ]
+
+
+@resume_project.test(
+    points=3,
+    hint="A resumed run must continue every source of randomness where it stopped: save the "
+    "weights, the optimizer's state, the data generator's state (Generator.get_state) and "
+    "PyTorch's global generator (torch.get_rng_state), and restore all four.",
+    probe=_whole_and_resumed,
+    measure=_largest_difference,
+)
+def resumed_run_is_bit_exact(draw: Draw) -> list[Case]:
+    return _resume_cases(draw)
+
+
+@resume_project.test(
+    points=2,
+    hint="The run must be make_run(seed) trained with train_step, one call per step, nothing "
+    "else drawing from the generators in between; then it is the same in any process.",
+    probe=_stopped_and_resumed,
+)
+def resumed_run_matches_the_graders_process(draw: Draw) -> list[Case]:
+    return _resume_cases(draw)
