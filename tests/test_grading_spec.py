@@ -332,7 +332,7 @@ def test_every_exercise_points_to_a_heading_of_its_lesson():
         (path,) = (ROOT / "lessons").glob(f"{lesson}_*.ipynb")
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         headings = {
-            re.sub(r"^#+\s+(\d+\.\s+)?", "", line).strip()
+            re.sub(r"^#+\s+(\d+(\.\d+)*\.?\s+)?", "", line).strip()  # "2. ", "2.3 "
             for cell in cells
             if cell["cell_type"] == "markdown"
             for line in "".join(cell["source"]).splitlines()

@@ -1,19 +1,24 @@
 """Exercises of lesson 08 (fine-tuning): each compares the learner's function with the
 package's own in ``llmcourse.train`` and ``llmcourse.data.instructions``. The LoRA layer is a
 class: a probe builds one around a given linear layer, loads given adapter weights, and reports
-its shapes, its outputs and its weight after merging."""
+its shapes, its outputs and its weight after merging. The project LoRA-tunes the tiny GPT; the
+grader applies the low-rank updates that come back and scores them on held-out plays."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
-from llmcourse.data.instructions import ALPACA
+from llmcourse.data.instructions import ALPACA, QA, edition_instructions
 from llmcourse.grading.compare import exact
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
 from llmcourse.train.distill import distillation_loss as reference_distillation_loss
 from llmcourse.train.lora import LoRALinear as ReferenceLoRA
+from llmcourse.train.sft import choice_accuracy
 from llmcourse.train.sft import sft_labels as reference_sft_labels
+from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
 
 # ---- 08.label_mask ------------------------------------------------------------------------------
 
@@ -201,3 +206,164 @@ def distillation_loss_matches(draw: Draw) -> list[Case]:
         args = (draw.randn(4, 6, 9), draw.randn(4, 6, 9), labels, temperature, alpha)
         cases.append(Case(args, label=f"T={temperature}, alpha={alpha}"))
     return cases
+
+
+# ---- 08.lora_project: LoRA-tune the tiny GPT and beat it on held-out plays ---------------------
+#
+# The kernel loads the course's pretrained tiny GPT, builds "Folio or modern?" examples from the
+# training plays and calls the learner's lora_finetune, which returns the weight updates ΔW its
+# adapters learned (low rank, keyed by weight name); a hook counts the tokens of its training
+# forward passes. The grader adds the updates to its own copy of the pretrained model, checks
+# their rank, and measures rank-classification accuracy on examples from the held-out plays,
+# drawn per run and never sent.
+
+lora_project = Exercise(
+    "08.lora_project",
+    answer="lora_finetune",
+    forbid=["llmcourse.train.lora", "peft"],
+    section="LoRA on SmolLM2, from scratch",
+)
+PROJECT_PLAYS = (
+    "hamlet", "othello", "lear", "as_you_like_it", "winters_tale", "henry_v", "richard_ii",
+    "coriolanus",
+)  # fmt: skip
+PROJECT_STEPS, PROJECT_BATCH, PROJECT_PER_PLAY = 100, 16, 60
+MAX_RANK = 8
+HELD_OUT_PER_PLAY = 40  # aligned pairs per held-out play: 2 examples each, 400 in all
+# The solution notebook's lora_finetune (r = 8 on every q_proj and v_proj, AdamW at 3e-3)
+# scored 0.79, 0.75, 0.75 and 0.77 with grading seeds 0-3 (each its own training lines, order
+# and held-out examples; 40-100 s each on a loaded 2-core machine), where the pretrained model
+# scores 0.49-0.51 (a coin's 0.5). The threshold sits 0.10 under the worst seed and 0.15 over
+# chance: about 4 standard errors of an accuracy on 400 examples either way.
+PROJECT_THRESHOLD = 0.65
+
+
+def _alphabet(tokenizer: Any) -> str:
+    return tokenizer.decode(list(range(tokenizer.vocab_size)))
+
+
+def _finetune(lora_finetune, steps, batch_size, per_play, seed):
+    """The pretrained tiny GPT, training examples of PROJECT_PLAYS, the learner's run: its
+    updates and the tokens its training forward passes read."""
+    tiny = pretrained_tiny_gpt()
+    examples = edition_instructions(
+        "train", plays=PROJECT_PLAYS, per_play=per_play, alphabet=_alphabet(tiny.tokenizer),
+        seed=seed,
+    )  # fmt: skip
+    seen = {"tokens": 0, "passes": 0}
+
+    def count(module, args, kwargs):
+        if torch.is_grad_enabled():
+            ids = args[0] if args else kwargs.get("input_ids")
+            seen["tokens"] += int(ids.numel()) if torch.is_tensor(ids) else 0
+            seen["passes"] += 1
+
+    handle = tiny.model.register_forward_pre_hook(count, with_kwargs=True)
+    updates = lora_finetune(tiny.model, tiny.tokenizer, examples, steps, batch_size)
+    handle.remove()
+    if isinstance(updates, dict):
+        updates = {
+            str(k): v.detach().float().clone() if torch.is_tensor(v) else v
+            for k, v in updates.items()
+        }
+    return {"updates": updates, "tokens": seen["tokens"], "passes": seen["passes"]}
+
+
+def adapted_accuracy(updates: dict[str, torch.Tensor], examples: list) -> tuple[float, float]:
+    """Accuracy of the pretrained tiny GPT on ``examples`` without and with ``updates`` added to
+    its weights (rank classification over the two answers, QA template)."""
+    tiny = pretrained_tiny_gpt()
+    base = choice_accuracy(tiny.model, tiny.tokenizer, QA, examples)
+    with torch.no_grad():
+        parameters = dict(tiny.model.named_parameters())
+        for name, delta in updates.items():
+            parameters[name].add_(delta.to(parameters[name].dtype))
+    return base, choice_accuracy(tiny.model, tiny.tokenizer, QA, examples)
+
+
+def _checked_updates(got: Any, case: Case) -> tuple[dict[str, torch.Tensor], int, int]:
+    _, batch_size, _, _ = case.args
+    if not isinstance(got, dict) or not isinstance(got.get("updates"), dict):
+        raise AssertionError(
+            "lora_finetune should return a dict: weight name -> its update ΔW (a tensor)."
+        )
+    updates, tokens = got["updates"], int(got.get("tokens", 0))
+    steps = case.args[0]
+    context = pretrained_tiny_gpt().model.config.context_length
+    budget = steps * batch_size * context
+    if not updates:
+        raise AssertionError("lora_finetune returned no updates: adapt at least one layer.")
+    if tokens == 0:
+        raise AssertionError(
+            "no training forward pass went through model(...) with gradients enabled: call "
+            "the model itself on the training batches."
+        )
+    if tokens > budget:
+        raise AssertionError(
+            f"the training forward passes read {tokens:,} tokens; the budget is {steps} steps × "
+            f"{batch_size} examples × at most {context} tokens = {budget:,}."
+        )
+    model = pretrained_tiny_gpt().model
+    linear = {f"{name}.weight": m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for name, delta in updates.items():
+        if name not in linear:
+            known = ", ".join(sorted(linear)[:3])
+            raise AssertionError(
+                f"{name!r} is not the weight of a linear layer of the model (names look like "
+                f"{known}, …: model.named_modules() plus '.weight')."
+            )
+        shape = tuple(linear[name].weight.shape)
+        if not torch.is_tensor(delta) or tuple(delta.shape) != shape:
+            got_shape = tuple(delta.shape) if torch.is_tensor(delta) else type(delta).__name__
+            raise AssertionError(
+                f"the update of {name} should have shape {shape}, got {got_shape}."
+            )
+        if not torch.isfinite(delta).all():
+            raise AssertionError(f"the update of {name} holds NaN or infinite values.")
+        singular = torch.linalg.svdvals(delta.double())
+        rank = int((singular > 1e-4 * singular.max()).sum()) if singular.max() > 0 else 0
+        if rank > MAX_RANK:
+            raise AssertionError(
+                f"the update of {name} has rank {rank}: a LoRA update B·A of rank r ≤ {MAX_RANK} "
+                "has at most r nonzero singular values (is it the difference of full weights?)."
+            )
+    if all(float(delta.abs().max()) == 0.0 for delta in updates.values()):
+        raise AssertionError(
+            "every update is zero: B starts at zero, so the adapters never moved (does the "
+            "optimizer hold lora_A and lora_B, and do they get gradients?)."
+        )
+    return updates, tokens, budget
+
+
+def _score_lora(got: Any, case: Case) -> Measurement:
+    updates, tokens, budget = _checked_updates(got, case)
+    tiny = pretrained_tiny_gpt()
+    examples = edition_instructions(
+        "val", per_play=HELD_OUT_PER_PLAY, alphabet=_alphabet(tiny.tokenizer), seed=case.hidden
+    )
+    base, adapted = adapted_accuracy(updates, examples)
+    ranks = sorted({int(torch.linalg.matrix_rank(d.double())) for d in updates.values()})
+    return Measurement(
+        f"accuracy on {len(examples)} held-out examples",
+        adapted,
+        PROJECT_THRESHOLD,
+        detail=f"the pretrained model scores {base:.2f} on them; {len(updates)} layers adapted "
+        f"with rank {'/'.join(map(str, ranks))}; {tokens:,} of {budget:,} training tokens",
+    )
+
+
+@lora_project.test(
+    points=4,
+    hint="Freeze the model, wrap linear layers (for instance every q_proj and v_proj) in your "
+    "LoRALinear, train only the adapters on prompt + response with the prompt's labels -100, "
+    "then return (alpha / r)·B·A per adapted layer under the name of the weight it updates.",
+    probe=_finetune,
+    measure=_score_lora,
+    timeout=300,
+)
+def lora_beats_the_pretrained_model(draw: Draw) -> list[Case]:
+    seed = draw.integer(0, 2**31)  # which training lines, in which order
+    held_out = draw.integer(0, 2**31)  # which held-out lines are scored: never sent
+    label = f"{PROJECT_STEPS} steps of {PROJECT_BATCH} examples from {len(PROJECT_PLAYS)} plays"
+    args = (PROJECT_STEPS, PROJECT_BATCH, PROJECT_PER_PLAY, seed)
+    return [Case(args, label=label, hidden=held_out)]

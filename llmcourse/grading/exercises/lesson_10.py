@@ -1,21 +1,29 @@
 """Exercises of lesson 10 (SOTA models, serving, quantization): each compares the learner's
 function with the package's own on random and edge-case inputs. The KV-cache update changes a
 cache object: a probe fills one (whose own ``update`` is switched off, so the answer must do the
-work) and drives a small model's greedy decoding with it."""
+work) and drives a small model's greedy decoding with it. The project quantizes the tiny GPT to
+ternary weights; the grader dequantizes them itself and measures held-out perplexity."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from llmcourse.config import ModelConfig
 from llmcourse.grading.compare import Mismatch, close, exact
-from llmcourse.grading.spec import Case, Draw, Exercise
+from llmcourse.grading.spec import Case, Draw, Exercise, Measurement
 from llmcourse.grading.wire import Make
 from llmcourse.infer import top_p_filter
 from llmcourse.models import DecoderLM
 from llmcourse.models.counting import kv_cache_bytes as reference_kv_cache_bytes
 from llmcourse.nn import KVCache
 from llmcourse.quant import absmax_dequantize, absmax_quantize, group_quantize
+from llmcourse.train.presets import shakespeare_chars
+from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
 
 # ---- 10.kv_cache_update ----------------------------------------------------------------------
 
@@ -308,3 +316,174 @@ def kv_cache_bytes_matches_the_package(draw: Draw) -> list[Case]:
                 )
             )
     return cases
+
+
+# ---- 10.ternary_project: quantize the tiny GPT to about 2 bits within a perplexity budget ----
+#
+# The kernel gives the learner's function the course's pretrained tiny GPT; it returns, for the
+# weight of every linear layer, ternary codes in {-1, 0, 1} and one scale per group of at least
+# MIN_GROUP inputs of each row (log2(3) + 16/32 ≈ 2.1 bits per weight with fp16 scales). The
+# grader dequantizes them itself into its own copy of the model and measures the perplexity on
+# windows of the held-out plays drawn per run (never sent), against the unquantized model's.
+
+ternary_project = Exercise(
+    "10.ternary_project",
+    answer="ternary_quantize",
+    forbid=["llmcourse.quant", "torch.ao.quantization", "torch.quantize_per_tensor"],
+    section="Quantization",
+)
+MIN_GROUP = 32
+PERPLEXITY_WINDOWS, WINDOW = 256, 64
+# The solution notebook (each group's scale chosen among 40 fractions of its largest |w| to
+# minimise the squared error) scored 1.124, 1.124, 1.120 and 1.124 with grading seeds 0-3 (each
+# its own order of MLP units and windows). On one run's windows: scales set by each group's largest
+# |w| (76% of the codes then 0) give 1.225, BitNet b1.58's mean |w| gives 1.47, and 0.6 × the
+# largest |w| gives 1.08. The budget sits between the naive scale and the error-minimising one,
+# about 0.05 from each; the window spread is under 0.005.
+PERPLEXITY_BUDGET = 1.18
+
+
+def _quantized_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every linear layer whose weight is its own (the output layer tied to the embedding is
+    the embedding, which stays as it is), by the name of its weight."""
+    tied = model.embed_tokens.weight
+    return {
+        f"{name}.weight": module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module.weight is not tied
+    }
+
+
+def shuffled_tiny_gpt(seed: int) -> nn.Module:
+    """The pretrained tiny GPT with the hidden units of each MLP in an order drawn from
+    ``seed``: the same function (gate, up and down are permuted alike), other weights, so that
+    codes computed in an earlier run do not fit this one."""
+    model = pretrained_tiny_gpt().model
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in model.blocks:
+            mlp = block.mlp
+            order = torch.randperm(mlp.down_proj.weight.shape[1], generator=generator)
+            for rows in (mlp.gate_proj, mlp.up_proj):
+                rows.weight.copy_(rows.weight[order])
+            mlp.down_proj.weight.copy_(mlp.down_proj.weight[:, order])
+    return model
+
+
+def _quantize_run(ternary_quantize, seed):
+    return ternary_quantize(shuffled_tiny_gpt(seed))
+
+
+def dequantize_ternary(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """``codes`` ``(out, in)`` times the scale of each code's group: ``in`` is cut into
+    ``scales.shape[1]`` groups of ``ceil(in / n_groups)`` columns (the last may be shorter)."""
+    in_features, n_groups = codes.shape[1], scales.shape[1]
+    size = -(-in_features // n_groups)
+    per_column = scales.repeat_interleave(size, dim=1)[:, :in_features]
+    return codes.float() * per_column.float()
+
+
+def _checked_quantization(got: Any) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Dequantized weights by name, bits per weight, and the share of zero codes."""
+    layers = _quantized_layers(pretrained_tiny_gpt().model)  # names and shapes only
+    if not isinstance(got, dict):
+        raise AssertionError(
+            "ternary_quantize should return a dict: weight name -> (codes, scales)."
+        )
+    missing, extra = sorted(set(layers) - set(got)), sorted(set(got) - set(layers))
+    if missing or extra:
+        raise AssertionError(
+            f"quantize the weight of every linear layer (names as in model.named_modules() plus "
+            f"'.weight'): missing {missing[:3]}, not linear weights {extra[:3]}."
+        )
+    weights, n_weights, n_scales, zeros = {}, 0, 0, 0
+    for name, layer in layers.items():
+        value = got[name]
+        if not (isinstance(value, tuple | list) and len(value) == 2):
+            raise AssertionError(f"{name}: give a pair (codes, scales).")
+        codes, scales = value
+        shape = tuple(layer.weight.shape)
+        if not torch.is_tensor(codes) or tuple(codes.shape) != shape:
+            raise AssertionError(f"{name}: the codes should be a tensor of the weight's {shape}.")
+        if not torch.is_tensor(scales) or scales.dim() != 2 or scales.shape[0] != shape[0]:
+            raise AssertionError(
+                f"{name}: the scales should be a tensor (out = {shape[0]}, groups)."
+            )
+        if not torch.isin(
+            codes.double(), torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+        ).all():
+            raise AssertionError(f"{name}: ternary codes are -1, 0 or 1 only.")
+        if not torch.isfinite(scales).all():
+            raise AssertionError(f"{name}: the scales hold NaN or infinite values.")
+        size = -(-shape[1] // scales.shape[1])
+        if size < MIN_GROUP:
+            raise AssertionError(
+                f"{name}: {scales.shape[1]} scales per row make groups of {size} inputs; a group "
+                f"must hold at least {MIN_GROUP}."
+            )
+        weights[name] = dequantize_ternary(codes, scales)
+        n_weights += codes.numel()
+        n_scales += scales.numel()
+        zeros += int((codes == 0).sum())
+    return weights, math.log2(3) + 16 * n_scales / n_weights, zeros / n_weights
+
+
+def held_out_nll(model: nn.Module, starts: list[int]) -> float:
+    """Mean next-character cross-entropy on windows of the held-out plays at ``starts``."""
+    val = torch.from_numpy(shakespeare_chars().val_ids)
+    windows = torch.stack([val[s : s + WINDOW + 1] for s in starts])
+    model.eval()
+    with torch.no_grad():
+        logits = model(windows[:, :-1]).logits
+    return F.cross_entropy(logits.flatten(0, 1).float(), windows[:, 1:].flatten()).item()
+
+
+def _score_ternary(got: Any, case: Case) -> Measurement:
+    weights, bits, zero_share = _checked_quantization(got)
+    model = shuffled_tiny_gpt(case.args[0])
+    given = {name: t.detach() for name, t in model.named_parameters()}
+    for name, weight in weights.items():
+        # A quantization of W is nearer to W than zero is; codes of another run's weights (or
+        # of another layer) are not.
+        error = float((weight - given[name]).norm() / given[name].norm())
+        if not error < 1.0:
+            raise AssertionError(
+                f"{name}: the dequantized weight is {error:.2f} × the weight's norm away from it, "
+                "farther than zero is: quantize the weights of the model you are given (each run "
+                "hands out the model with its MLP units in another order)."
+            )
+    base = held_out_nll(model, case.hidden)
+    with torch.no_grad():
+        parameters = dict(model.named_parameters())
+        for name, weight in weights.items():
+            parameters[name].copy_(weight)
+    ratio = math.exp(held_out_nll(model, case.hidden) - base)
+    note = (
+        "; most codes are 0: a scale set by each group's largest |w| rounds most weights to "
+        "nothing (choose the scale that keeps the group's error smallest)"
+        if zero_share > 0.7
+        else ""
+    )
+    return Measurement(
+        "held-out perplexity, quantized / unquantized",
+        ratio,
+        PERPLEXITY_BUDGET,
+        higher_is_better=False,
+        detail=f"{bits:.2f} bits per weight; {zero_share:.0%} of the codes are 0{note}",
+    )
+
+
+@ternary_project.test(
+    points=4,
+    hint="Per group, the codes are round(w / scale) clipped to [-1, 1] and the error is "
+    "w − codes·scale: pick each group's scale to make that error small (the largest |w| makes "
+    "it large, since most weights then round to 0), for every linear layer.",
+    probe=_quantize_run,
+    measure=_score_ternary,
+    timeout=120,
+)
+def ternary_tiny_gpt_within_the_budget(draw: Draw) -> list[Case]:
+    high = len(shakespeare_chars().val_ids) - WINDOW - 1
+    starts = [draw.integer(0, high - 1) for _ in range(PERPLEXITY_WINDOWS)]  # never sent
+    order = draw.integer(0, 2**31)
+    return [Case((order,), label="the pretrained tiny GPT", hidden=starts)]
