@@ -21,7 +21,7 @@ attention = Exercise(
     reference=reference_attention.scaled_dot_product_attention,
     forbid=["torch.nn.functional.scaled_dot_product_attention"],
     compare=close(names=("output", "weights")),
-    section="Scaled dot-product attention",
+    section="Attention, derived step by step",
 )
 
 
@@ -103,7 +103,7 @@ heads = Exercise(
     "03.heads",
     answer=("split_heads", "merge_heads"),
     reference=(reference_attention.split_heads, reference_attention.merge_heads),
-    section="Multi-head attention, GQA and MQA",
+    section="Several heads, by reshaping",
 )
 
 
