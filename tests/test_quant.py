@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,6 +14,7 @@ from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.quant import (
     Int4Linear,
+    Int8Embedding,
     Int8Linear,
     LLMInt8Linear,
     absmax_dequantize,
@@ -21,6 +24,7 @@ from llmcourse.quant import (
     group_minmax_quantize,
     group_quantize,
     int8_matmul,
+    kernels,
     model_bytes,
     pack_int4,
     quantize,
@@ -30,6 +34,7 @@ from llmcourse.quant import (
     zeropoint_dequantize,
     zeropoint_quantize,
 )
+from llmcourse.quant.linear import INT8_KERNEL_MAX_ROWS
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -167,11 +172,109 @@ def test_layers_really_store_fewer_bytes(linear):
     int8 = Int8Linear(linear)
     int4 = Int4Linear(linear, group_size=64)
     weight_bytes = lambda m: sum(
-        b.numel() * b.element_size() for n, b in m.named_buffers() if n != "bias"
+        b.numel() * b.element_size() for n, b in m.state_dict().items() if n != "bias"
     )
     assert weight_bytes(int8) == fp32 // 4 + 512 * 4  # 1 byte per weight + fp32 row scales
     assert weight_bytes(int4) == fp32 // 8 + 512 * (1024 // 64) * 2  # half a byte + fp16 scales
     assert int4.packed.dtype == torch.uint8 and int4.packed.shape == (512, 512)
+    # On the packed path the kernel's bf16 (scale, zero) pairs add 32/g bits per weight.
+    extra = 512 * (1024 // 64) * 2 * 2 if int4.layout != "nibbles" else 0
+    assert model_bytes(int4) == weight_bytes(int4) + extra + 512 * 4  # + the fp32 bias
+
+
+# --------------------------------------------------------------------------------------------
+# Packed kernels against the readable path
+# --------------------------------------------------------------------------------------------
+
+needs_int4_kernel = pytest.mark.skipif(
+    kernels.int4_layout("cpu") is None, reason="this torch build has no CPU int4 kernel"
+)
+needs_int8_kernel = pytest.mark.skipif(
+    not kernels.int8_kernel("cpu"), reason="this torch build has no CPU int8 kernel"
+)
+
+
+@needs_int8_kernel
+@pytest.mark.parametrize("rows", [1, 5, INT8_KERNEL_MAX_ROWS, INT8_KERNEL_MAX_ROWS + 1])
+def test_int8_packed_kernel_equals_the_readable_path(linear, rows):
+    packed, readable = Int8Linear(linear), Int8Linear(linear, kernel=False)
+    assert packed.on_kernel and not readable.on_kernel
+    x = randn(2, rows, 1024, seed=rows)
+    with torch.inference_mode():
+        fast, slow = packed(x), readable(x)
+        # The kernel computes in bfloat16 (8 significant bits): the product of bf16-rounded
+        # activations with the same weight, rounded once more, stays within ~50 dB.
+        reference = readable(x.bfloat16().float())
+    assert fast.shape == slow.shape == (2, rows, 512) and fast.dtype == torch.float32
+    assert sqnr(slow, fast) > 40.0
+    torch.testing.assert_close(fast, reference, atol=0.02 * float(reference.abs().max()), rtol=0)
+    if rows > INT8_KERNEL_MAX_ROWS:  # long prompts take the float GEMM: bit-equal
+        assert torch.equal(fast, slow)
+
+
+@needs_int4_kernel
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_int4_packed_kernel_equals_the_readable_path(linear, symmetric, group_size):
+    packed = Int4Linear(linear, group_size, symmetric)
+    readable = Int4Linear(linear, group_size, symmetric, kernel=False)
+    assert packed.layout == "cpu" and readable.layout == "nibbles"
+    # Same codes and scales: the kernel layout reads back to the readable layer's weight.
+    assert torch.equal(packed.codes(), readable.codes())
+    assert torch.equal(packed.dequantized_weight(), readable.dequantized_weight())
+    x = randn(3, 1024, seed=group_size)
+    with torch.inference_mode():
+        fast, slow = packed(x), readable(x)
+        exact = linear(x)
+    assert sqnr(slow, fast) > 40.0  # bf16 arithmetic only: far above int4's own error
+    assert abs(sqnr(exact, fast) - sqnr(exact, slow)) < 0.5
+
+
+@needs_int4_kernel
+def test_int4_falls_back_where_the_kernel_cannot_go():
+    torch.manual_seed(1)
+    odd_rows = nn.Linear(64, 40)  # the CPU kernel needs out_features % 16 == 0
+    layer = Int4Linear(odd_rows, group_size=32)
+    assert layer.layout == "nibbles"
+    tiny_groups = Int4Linear(nn.Linear(64, 32), group_size=16)  # kernels take g >= 32
+    assert tiny_groups.layout == "nibbles"
+    x = randn(2, 64, seed=2)
+    with torch.no_grad():
+        assert sqnr(odd_rows(x), layer(x)) > 15.0
+
+
+@needs_int4_kernel
+def test_int4_layer_survives_dtype_and_copy(linear):
+    layer = Int4Linear(linear, group_size=64, symmetric=False)
+    x = randn(2, 1024, seed=3)
+    with torch.inference_mode():
+        before = layer(x)
+        half = copy.deepcopy(layer).half()  # fp16 scales; the kernel's pairs rebuilt in bf16
+        assert half.kernel_scales.dtype == torch.bfloat16 and half.layout == "cpu"
+        assert sqnr(before, half(x.half()).float()) > 35.0
+        assert torch.equal(layer.to("cpu").codes(), half.codes())
+
+
+def test_tied_int8_head_shares_its_table_with_the_embedding():
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    assert model.lm_head.weight is model.embed_tokens.weight
+    body_only = quantize(model, "int8")
+    with_head = quantize(model, "int8", skip=())
+    assert isinstance(with_head.lm_head, Int8Linear)
+    assert isinstance(with_head.embed_tokens, Int8Embedding)
+    assert isinstance(body_only.embed_tokens, nn.Embedding)
+    vocab, width = TINY.vocab_size, TINY.d_model
+    # The float table (4 bytes per value) is gone; one int8 table + fp32 row scales remain
+    # (+ the kernel's bf16 copy of the scales).
+    scales = vocab * (4 + (2 if with_head.lm_head.on_kernel else 0))
+    assert model_bytes(body_only) - model_bytes(with_head) == vocab * width * 3 - scales
+    ids = torch.randint(0, vocab, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            with_head.embed_tokens(ids), with_head.lm_head.dequantized_weight()[ids]
+        )
+        assert sqnr(model(ids).logits, with_head(ids).logits) > 25.0
 
 
 def test_int8_matmul_is_exact():

@@ -22,13 +22,14 @@ from llmcourse.quant.functional import (
     zeropoint_dequantize,
     zeropoint_quantize,
 )
-from llmcourse.quant.linear import Int4Linear, Int8Linear, QuantizedLinear
+from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
 from llmcourse.quant.llm_int8 import LLMInt8Linear, int8_matmul, quantize_activations
 from llmcourse.quant.model import SCHEMES, model_bytes, output_sqnr, quantize, weight_sqnr
 
 __all__ = [
     "SCHEMES",
     "Int4Linear",
+    "Int8Embedding",
     "Int8Linear",
     "LLMInt8Linear",
     "QuantizedLinear",
