@@ -187,7 +187,7 @@ def _last_logits(model: torch.nn.Module, prompts: Sequence[Sequence[int]], reuse
 
         cache = KVCache()
         model(torch.tensor([prompts[0][:shared]], device=device), kv_cache=cache)
-        cache.reorder(torch.zeros(len(prompts), dtype=torch.long, device=device))
+        cache.select_rows(torch.zeros(len(prompts), dtype=torch.long, device=device))
     tails = [p[shared:] for p in prompts]
     width = max(len(t) for t in tails)
     ids = torch.zeros(len(tails), width, dtype=torch.long)
@@ -310,7 +310,7 @@ def _choice_log_likelihoods(
     )
     # 2. One row per (question, choice): the context's cache copied, the choice right-padded.
     rows = torch.arange(len(contexts), device=device).repeat_interleave(n_choices)
-    cache.reorder(rows)
+    cache.select_rows(rows)
     choices = [tokenizer.encode(" " + c) for q in questions for c in q.choices]
     if any(len(c) == 0 for c in choices):
         raise ValueError("Every choice must be at least one token long.")
