@@ -6,9 +6,12 @@
   byte per weight;
 - ``LLMInt8Linear`` (``llm_int8``): int8 matmuls with dynamic activation quantization and
   LLM.int8()'s outlier decomposition (Dettmers et al. 2022);
+- ``awq_scales`` (``awq``): activation-aware per-channel scales for 4-bit weights (Lin et al.
+  2024), used by ``quantize(..., calibration=ids)``;
 - ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``weight_sqnr`` (``model``).
 """
 
+from llmcourse.quant.awq import awq_scales
 from llmcourse.quant.functional import (
     absmax_dequantize,
     absmax_quantize,
@@ -35,6 +38,7 @@ __all__ = [
     "QuantizedLinear",
     "absmax_dequantize",
     "absmax_quantize",
+    "awq_scales",
     "group_dequantize",
     "group_minmax_dequantize",
     "group_minmax_quantize",

@@ -126,7 +126,11 @@ class Int8Linear(QuantizedLinear):
 
 class Int4Linear(QuantizedLinear):
     """Group-wise 4-bit weights: ``packed`` ``(out, in/2)`` uint8, ``scale`` (and with
-    ``symmetric=False`` ``minimum``) ``(out, in/g)`` fp16."""
+    ``symmetric=False`` ``minimum``) ``(out, in/g)`` fp16.
+
+    ``input_scale`` ``(in,)``: AWQ-style per-input-channel scales ``s`` (``quant.awq``); the
+    layer stores ``Q(W·diag(s))`` and computes ``(x / s) · Q(W·diag(s))ᵀ``.
+    """
 
     def __init__(
         self,
@@ -135,10 +139,22 @@ class Int4Linear(QuantizedLinear):
         symmetric: bool = True,
         *,
         kernel: bool = True,
+        input_scale: torch.Tensor | None = None,
     ) -> None:
         super().__init__(linear)
         self.group_size, self.symmetric, self.kernel = group_size, symmetric, kernel
         weight = linear.weight.detach()
+        if input_scale is not None:
+            # Activation-aware scaling (``llmcourse.quant.awq``): quantize W·diag(s), divide the
+            # input by s at run time, so (x/s)·(W·diag(s))ᵀ = x·Wᵀ before rounding.
+            if input_scale.shape != (self.in_features,):
+                raise ValueError(
+                    f"input_scale must have shape ({self.in_features},), got "
+                    f"{tuple(input_scale.shape)}."
+                )
+            input_scale = input_scale.detach().float().to(weight.device)
+            weight = weight * input_scale
+        self.register_buffer("input_scale", input_scale)
         if symmetric:
             q, scale = group_quantize(weight, bits=4, group_size=group_size)
             codes, minimum = (q.to(torch.int16) + 8).to(torch.uint8), None  # -7..7 → 1..15
@@ -199,19 +215,26 @@ class Int4Linear(QuantizedLinear):
     def dequantized_weight(self) -> torch.Tensor:
         q = self.codes().to(torch.int16) - 8  # -8..7, as pack_int4 stores them
         if self.minimum is None:
-            return group_dequantize(q, self.scale.float())
-        return group_minmax_dequantize(q + 8, self.scale, self.minimum)
+            weight = group_dequantize(q, self.scale.float())
+        else:
+            weight = group_minmax_dequantize(q + 8, self.scale, self.minimum)
+        return weight if self.input_scale is None else weight / self.input_scale.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "nibbles" or x.device != self.packed.device:
             return self.forward_readable(x)
-        flat = x.reshape(-1, self.in_features).to(kernels.COMPUTE_DTYPE)
+        flat = x.reshape(-1, self.in_features)
+        if self.input_scale is not None:
+            flat = flat / self.input_scale.to(flat.dtype)
+        flat = flat.to(kernels.COMPUTE_DTYPE)
         return self._finish(
             kernels.int4_matmul(flat, self.packed, self.group_size, self.kernel_scales), x
         )
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.symmetric else "min-max"
+        if self.input_scale is not None:
+            kind += ", activation-aware scales"
         path = "readable" if self.layout == "nibbles" else f"packed kernel ({self.layout})"
         return f"{super().extra_repr()}, group_size={self.group_size}, {kind}, {path}"
 

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from llmcourse.quant.awq import awq_scales
 from llmcourse.quant.functional import sqnr
 from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
 from llmcourse.quant.llm_int8 import LLMInt8Linear
@@ -36,12 +37,18 @@ SCHEMES = ("int8", "int4", "w8a8", "llm.int8")
 
 
 def _make_layer(
-    linear: nn.Linear, scheme: Scheme, group_size: int, threshold, symmetric, kernel: bool
+    linear: nn.Linear,
+    scheme: Scheme,
+    group_size: int,
+    threshold,
+    symmetric,
+    kernel: bool,
+    input_scale: torch.Tensor | None,
 ):
     if scheme == "int8":
         return Int8Linear(linear, kernel=kernel)
     if scheme == "int4":
-        return Int4Linear(linear, group_size, symmetric, kernel=kernel)
+        return Int4Linear(linear, group_size, symmetric, kernel=kernel, input_scale=input_scale)
     if scheme == "w8a8":
         return LLMInt8Linear(linear, threshold=None)
     return LLMInt8Linear(linear, threshold=threshold)
@@ -56,15 +63,18 @@ def quantize(
     threshold: float = 6.0,
     symmetric: bool = True,
     kernel: bool = True,
+    calibration: torch.Tensor | None = None,
     inplace: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` (or ``model`` itself when ``inplace``) with quantized linear layers.
 
     ``group_size`` and ``symmetric`` (absmax, or min-max per group) are used by ``"int4"``;
     ``threshold`` by ``"llm.int8"``; ``kernel=False`` keeps ``"int8"``/``"int4"`` layers on the
-    readable de-quantize-then-matmul path instead of PyTorch's packed kernels. Layers whose
-    qualified name ends with an entry of ``skip`` keep their float weights. Every layer is
-    checked before any is replaced, so a bad ``group_size`` leaves the model untouched.
+    readable de-quantize-then-matmul path instead of PyTorch's packed kernels. With
+    ``calibration`` token ids ``(batch, seq)``, ``"int4"`` layers use AWQ-style activation-aware
+    scales searched on the inputs the model sees reading them (``llmcourse.quant.awq``).
+    Layers whose qualified name ends with an entry of ``skip`` keep their float weights. Every
+    layer is checked before any is replaced, so a bad ``group_size`` leaves the model untouched.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
@@ -76,6 +86,10 @@ def quantize(
     ]
     if not targets:
         raise ValueError("The model has no nn.Linear layers to quantize (are they all skipped?).")
+    if calibration is not None and scheme != "int4":
+        raise ValueError(
+            f"calibration (activation-aware scales) applies to scheme='int4', got {scheme!r}."
+        )
     if scheme == "int4":
         for name, module in targets:
             if module.in_features % group_size:
@@ -84,12 +98,18 @@ def quantize(
                     f"group_size={group_size} does not divide. Choose a group size that divides "
                     "every layer's input width (a power of two such as 32 or 64 usually does)."
                 )
+    scales = {}
+    if calibration is not None:
+        names = [name for name, _ in targets]
+        scales = awq_scales(model, calibration, names, group_size, symmetric)
     result = model if inplace else copy.deepcopy(model)
     for name, _ in targets:
         parent_name, _, child = name.rpartition(".")
         parent = result.get_submodule(parent_name) if parent_name else result
         linear = getattr(parent, child)
-        layer = _make_layer(linear, scheme, group_size, threshold, symmetric, kernel)
+        layer = _make_layer(
+            linear, scheme, group_size, threshold, symmetric, kernel, scales.get(name)
+        )
         setattr(parent, child, layer)
         _share_tied_embedding(result, linear, layer)
     return result
