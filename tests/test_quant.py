@@ -19,6 +19,7 @@ from llmcourse.quant import (
     LLMInt8Linear,
     absmax_dequantize,
     absmax_quantize,
+    decode_weight_bytes,
     group_dequantize,
     group_minmax_dequantize,
     group_minmax_quantize,
@@ -470,3 +471,18 @@ def test_int4_perplexity_on_the_natively_float_tiny_gpt():
         for calib in (None, calibration):
             quantized = quantize(tiny.model, "int4", 8, symmetric=symmetric, calibration=calib)
             assert perplexity(quantized, ids, block_size=64) <= 1.10 * base  # issue 23's goal
+
+
+def test_decode_weight_bytes_counts_what_a_step_reads():
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    fp32 = sum(m.weight.numel() * 4 for m in linears)  # the tied head reads the embeddings
+    assert decode_weight_bytes(model) == fp32
+    int8 = quantize(model, "int8", skip=())
+    layers = [m for m in int8.modules() if isinstance(m, Int8Linear)]
+    expected = sum(
+        m.weight_int8.numel() + m.scale.numel() * 4 + (m.out_features * 2 if m.on_kernel else 0)
+        for m in layers
+    )
+    assert decode_weight_bytes(int8) == expected < fp32 / 3

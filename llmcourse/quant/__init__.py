@@ -8,7 +8,8 @@
   LLM.int8()'s outlier decomposition (Dettmers et al. 2022);
 - ``awq_scales`` (``awq``): activation-aware per-channel scales for 4-bit weights (Lin et al.
   2024), used by ``quantize(..., calibration=ids)``;
-- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``weight_sqnr`` (``model``).
+- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``decode_weight_bytes``,
+  ``weight_sqnr`` (``model``).
 """
 
 from llmcourse.quant.awq import awq_scales
@@ -27,7 +28,14 @@ from llmcourse.quant.functional import (
 )
 from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
 from llmcourse.quant.llm_int8 import LLMInt8Linear, int8_matmul, quantize_activations
-from llmcourse.quant.model import SCHEMES, model_bytes, output_sqnr, quantize, weight_sqnr
+from llmcourse.quant.model import (
+    SCHEMES,
+    decode_weight_bytes,
+    model_bytes,
+    output_sqnr,
+    quantize,
+    weight_sqnr,
+)
 
 __all__ = [
     "SCHEMES",
@@ -39,6 +47,7 @@ __all__ = [
     "absmax_dequantize",
     "absmax_quantize",
     "awq_scales",
+    "decode_weight_bytes",
     "group_dequantize",
     "group_minmax_dequantize",
     "group_minmax_quantize",

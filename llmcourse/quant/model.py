@@ -138,6 +138,27 @@ def model_bytes(model: nn.Module) -> int:
     return total
 
 
+def decode_weight_bytes(model: nn.Module) -> int:
+    """Bytes a decoding step reads at least: every linear layer's weights and scales (float or
+    quantized), each tensor once. Decoding one token multiplies one row by each of them, so
+    ``tokens/s <= memory bandwidth / (this + the KV cache's bytes)``. Embedding tables are left
+    out (a step reads one row), unless tied to the output layer, which reads them whole.
+    """
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, (nn.Linear, QuantizedLinear, LLMInt8Linear))
+    ]
+    seen, total = set(), 0
+    for layer in layers:
+        for tensor in (*layer.parameters(), *layer.buffers()):
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.numel())
+            if key not in seen:
+                seen.add(key)
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
 def weight_sqnr(original: nn.Module, quantized: nn.Module) -> dict[str, float]:
     """SQNR in dB of every quantized layer's effective weight against the original weight."""
     reference = dict(original.named_modules())
