@@ -49,7 +49,9 @@ CODE = """def moving_average(values, window):
 """
 # Task types for speculative decoding: an answer that copies much of its prompt, and one that
 # copies nothing.
-REPETITIVE_TASK = "Add type hints to this Python function, changing nothing else:\n\n" + CODE
+REPETITIVE_TASK = (
+    "Rewrite this Python function with type hints, keeping everything else:\n\n" + CODE
+)
 OPEN_TASK = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
