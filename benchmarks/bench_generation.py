@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from transformers import AutoModelForCausalLM
 
-from llmcourse.infer import PromptLookup, generate
+from llmcourse.infer import PromptLookup, generate, make_cache
 from llmcourse.infer.speculative import speculative_generate
 from llmcourse.models.counting import kv_cache_bytes
 from llmcourse.models.hf import load_smollm2
@@ -174,6 +174,37 @@ def bandwidth_row(model: torch.nn.Module, length: int, rate: float, peer_rate: f
     }
 
 
+def step_costs(model, drafts: dict, repeats: int) -> dict[str, float]:
+    """The profile behind the speculative rows: the time of one forward of the target over
+    k = 1, 4, 5, 9 new tokens and of each model draft over one, after a 64-token prefix, in
+    units of the target's one-token step (median over interleaved rounds)."""
+    prefix = torch.randint(0, 1000, (1, 64), generator=torch.Generator().manual_seed(0))
+
+    def forward(net, k: int):
+        cache = make_cache(net, "dynamic", rollback=16)
+        net(prefix, kv_cache=cache)
+        new = prefix[:, :k]
+
+        def run() -> None:
+            net(new, kv_cache=cache)
+            cache.crop(64)
+
+        return run
+
+    runs = {f"target k={k}": forward(model, k) for k in (1, 4, 5, 9)}
+    for name, draft in drafts.items():
+        if isinstance(draft, torch.nn.Module):
+            runs[f"draft {name}"] = forward(draft, 1)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for _ in range(repeats):
+            for name, run in runs.items():
+                _, seconds = timed(run)
+                times[name].append(seconds)
+    unit = statistics.median(times["target k=1"])
+    return {name: statistics.median(values) / unit for name, values in times.items()}
+
+
 def chat_prompt(tokenizer, message: str) -> torch.Tensor:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": message}],
@@ -183,7 +214,7 @@ def chat_prompt(tokenizer, message: str) -> torch.Tensor:
     )["input_ids"]
 
 
-def speculative_rows(model, tokenizer, n: int, repeats: int) -> list[dict]:
+def speculative_rows(model, tokenizer, n: int, repeats: int) -> dict:
     """Speculative vs plain greedy decoding per task type, interleaved rounds; each output is
     checked equal to plain greedy decoding."""
     tasks = {"repetitive (edit code)": REPETITIVE_TASK, "open-ended (story)": OPEN_TASK}
@@ -193,6 +224,19 @@ def speculative_rows(model, tokenizer, n: int, repeats: int) -> list[dict]:
         "int8 self-draft (head int8), γ=3": (quantize(model, "int8", skip=()), 3),
         "int4 g64 self-draft (head int4), γ=3": (quantize(model, "int4", 64, skip=()), 3),
     }
+    costs = step_costs(model, {name: d for name, (d, _) in drafts.items()}, repeats=8)
+    print("\nCost per forward, in target decoding steps (median of 8 interleaved rounds):")
+    print(
+        "  target checking k tokens at once: "
+        + ", ".join(f"k={k}: {costs[f'target k={k}']:.2f}" for k in (1, 4, 5, 9))
+    )
+    for name in drafts:
+        if f"draft {name}" in costs:
+            print(f"  {name.split(',')[0]} proposing one token: {costs[f'draft {name}']:.2f}")
+    print(
+        "  A round with γ drafts costs γ·c + v(γ+1) steps and yields E = (1 - α^(γ+1)) / (1 - α)"
+        " tokens (Leviathan et al. 2023); it pays only when E exceeds that cost."
+    )
     print(f"\nSpeculative decoding, {n} greedy tokens (output checked equal to plain greedy):")
     print(f"{'task':24s} {'draft':38s} {'accept':>7s} {'tok/call':>9s} {'speed-up':>9s}")
     rows = []
