@@ -2,7 +2,7 @@
 decoding as a fraction of the memory-bandwidth bound, and speculative decoding.
 
     .venv/bin/python benchmarks/bench_generation.py [--tokens 200] [--repeats 3] [--threads 2]
-        [--spec-tokens 96] [--json]
+        [--spec-tokens 96] [--profile] [--json]
 
 Every method generates the same greedy continuation of the same prompt (checked: the outputs
 must be identical), so tokens/s compare like for like. Timings are interleaved and repeated,
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--spec-tokens", type=int, default=96, help="tokens per speculative run")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--profile", action="store_true", help="profile fp32 decoding steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.tokens
@@ -130,9 +131,35 @@ def main() -> None:
     report["bandwidth"] = bandwidth_row(
         ours, ids.shape[1] + n, base, rates["transformers generate"]
     )
+    if args.profile:
+        report["profile"] = decode_profile(ours, ids)
     report["speculative"] = speculative_rows(ours, tokenizer, args.spec_tokens, args.repeats)
     if args.json:
         print(json.dumps(report))
+
+
+def decode_profile(model: torch.nn.Module, ids: torch.Tensor, steps: int = 8) -> dict:
+    """Where a decoding step's time goes (torch.profiler, ``steps`` greedy tokens): the share
+    of the weight matmuls, which the bandwidth bound models, against everything else (norms,
+    attention, RoPE, Python), which it does not."""
+    from torch.profiler import ProfilerActivity, profile
+
+    generate(model, ids, 2, temperature=0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        generate(model, ids, steps, temperature=0)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul_ops = ("aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul")
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in matmul_ops)
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:8]
+    print(f"\nProfile of {steps} fp32 decoding steps (self CPU time):")
+    for event in top:
+        print(f"  {event.key[:52]:52s} {100 * event.self_cpu_time_total / total:5.1f} %")
+    print(f"  weight matmuls: {100 * matmul / total:.1f} % of the time; the rest is not weights")
+    return {
+        "matmul_share": matmul / total,
+        "top": {e.key: e.self_cpu_time_total / total for e in top},
+    }
 
 
 def measure_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
