@@ -2,7 +2,7 @@
 decoding as a fraction of the memory-bandwidth bound, and speculative decoding.
 
     .venv/bin/python benchmarks/bench_generation.py [--tokens 200] [--repeats 3] [--threads 2]
-        [--spec-tokens 96] [--profile] [--json]
+        [--spec-tokens 96] [--profile] [--compile] [--json]
 
 Every method generates the same greedy continuation of the same prompt (checked: the outputs
 must be identical), so tokens/s compare like for like. Timings are interleaved and repeated,
@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--profile", action="store_true", help="profile fp32 decoding steps")
+    parser.add_argument(
+        "--compile", action="store_true", help="add a torch.compile static-cache row (minutes)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.tokens
@@ -131,11 +134,44 @@ def main() -> None:
     report["bandwidth"] = bandwidth_row(
         ours, ids.shape[1] + n, base, rates["transformers generate"]
     )
+    if args.compile:
+        report["compile"] = compiled_row(ours, ids, n, args.repeats, reference, base)
     if args.profile:
         report["profile"] = decode_profile(ours, ids)
     report["speculative"] = speculative_rows(ours, tokenizer, args.spec_tokens, args.repeats)
     if args.json:
         print(json.dumps(report))
+
+
+def compiled_row(model, ids, n: int, repeats: int, reference, base: float) -> dict:
+    """``torch.compile`` on the static-cache path (benchmark only: learners may lack the C
+    compiler inductor needs). The first call's time is reported apart as compile time."""
+    import shutil
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        reason = "no C compiler on PATH (torch.compile's CPU backend needs one)"
+        print(f"\ntorch.compile row skipped: {reason}")
+        return {"skipped": reason}
+    compiled = torch.compile(model, dynamic=True)
+    try:
+        out, first = timed(lambda: generate(compiled, ids, n, temperature=0, cache="static"))
+    except Exception as error:  # inductor's own failures are reported, not raised
+        reason = f"{type(error).__name__}: {str(error)[:120]}"
+        print(f"\ntorch.compile row skipped: {reason}")
+        return {"skipped": reason}
+    if not torch.equal(out, reference):
+        print("\nnote: the compiled model's greedy tokens differ from eager (float reordering)")
+    seconds = [
+        timed(lambda: generate(compiled, ids, n, temperature=0, cache="static"))[1]
+        for _ in range(repeats)
+    ]
+    rate = n / statistics.median(seconds)
+    compile_seconds = first - statistics.median(seconds)
+    print(
+        f"\ntorch.compile (static cache, dynamic shapes): compile {compile_seconds:.0f} s once, "
+        f"then {rate:.2f} tokens/s = {rate / base:.2f}x eager with a dynamic cache"
+    )
+    return {"compile_seconds": compile_seconds, "tokens_per_s": rate, "vs_eager": rate / base}
 
 
 def decode_profile(model: torch.nn.Module, ids: torch.Tensor, steps: int = 8) -> dict:
