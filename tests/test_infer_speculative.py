@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from llmcourse.config import ModelConfig
-from llmcourse.infer import generate
+from llmcourse.infer import PromptLookup, generate
+from llmcourse.infer.prompt_lookup import lookup_continuation
 from llmcourse.infer.speculative import accept_draft, layer_skip_draft, speculative_generate
 from llmcourse.models import DecoderLM
 from llmcourse.quant import quantize
@@ -140,3 +141,77 @@ def test_smollm2_speculative_with_its_int4_self_equals_greedy():
     result = speculative_generate(model, draft, prompt, 24, num_draft_tokens=4)
     assert torch.equal(result.sequence, generate(model, prompt, 24, temperature=0))
     assert result.acceptance_rate > 0.2 and result.tokens_per_target_call > 1.2
+
+
+# --------------------------------------------------------------------------------------------
+# Prompt lookup: drafts copied from the text so far
+# --------------------------------------------------------------------------------------------
+
+
+def test_lookup_continuation_takes_the_latest_longest_match():
+    assert lookup_continuation([5, 6, 7, 8, 5, 6], 3) == [7, 8, 5]
+    # (1, 2) occurs twice; the latest occurrence is followed by 9, the earlier one by 3.
+    assert lookup_continuation([1, 2, 3, 1, 2, 9, 4, 1, 2], 2) == [9, 4]
+    # The trigram (7, 1, 2) beats the more recent bigram (1, 2).
+    assert lookup_continuation([7, 1, 2, 5, 1, 2, 6, 7, 1, 2], 1, max_ngram=3) == [5]
+    assert lookup_continuation([1, 2, 3, 4], 3) == []  # nothing recurs
+    assert lookup_continuation([3, 1, 3], 2, min_ngram=1) == [1, 3]
+    assert lookup_continuation([3, 1, 3], 2) == []  # a single token is not enough by default
+    assert lookup_continuation([4, 4, 4, 4], 3) == [4]  # overlapping runs count
+
+
+def test_prompt_lookup_keeps_the_greedy_output_and_drafts_on_repeats(target):
+    # A prompt that repeats itself, so the continuation of its n-grams is often right.
+    prompt = torch.tensor([[4, 8, 15, 16, 23, 42] * 4])
+    for gamma in (1, 4, 8):
+        result = speculative_generate(target, PromptLookup(), prompt, 40, num_draft_tokens=gamma)
+        assert torch.equal(result.sequence, generate(target, prompt, 40, temperature=0))
+        assert result.new_tokens == 40 and result.accepted <= result.proposed
+        assert result.target_calls == 40 - result.accepted  # each call: accepted + 1 token
+        assert result.proposed > 0  # the prompt's own repeats are drafted from
+
+
+def test_prompt_lookup_sampling_keeps_the_target_distribution():
+    """At temperature 1 a lookup draft is a one-hot q; the rule still yields exactly p."""
+    small = make_model(TINY_LLAMA.replace(vocab_size=6, n_layer=2), seed=5)
+    prompt = torch.tensor([[1, 2, 3, 1, 2]])  # (1, 2) recurs: lookup proposes 3
+    with torch.inference_mode():
+        p = torch.softmax(small(prompt).logits[0, -1], -1)
+    gen = torch.Generator().manual_seed(1)
+    counts = torch.zeros(6)
+    n = 1500
+    for _ in range(n):
+        out = speculative_generate(
+            small, PromptLookup(), prompt, 2, temperature=1.0, num_draft_tokens=1, generator=gen
+        )
+        assert out.proposed == 1
+        counts[out.sequence[0, 5]] += 1
+    # 4 standard errors of a proportion near 0.5 with n = 1500 is ~0.052
+    torch.testing.assert_close(counts / n, p, atol=0.05, rtol=0)
+
+
+def test_prompt_lookup_bad_input(target):
+    with pytest.raises(ValueError, match="min_ngram"):
+        PromptLookup(max_ngram=2, min_ngram=3)
+    with pytest.raises(ValueError, match="max_ngram"):
+        PromptLookup(max_ngram=0)
+    with pytest.raises(ValueError, match="num_tokens"):
+        lookup_continuation([1, 2, 1, 2], -1)
+    with pytest.raises(TypeError, match="PromptLookup"):
+        speculative_generate(target, "draft", PROMPT, 5)
+
+
+@pytest.mark.slow
+def test_smollm2_prompt_lookup_on_a_copying_task_saves_target_calls():
+    from llmcourse.models.hf import load_smollm2
+
+    model, tokenizer = load_smollm2()
+    code = "def area(width, height):\n    return width * height\n"
+    messages = [{"role": "user", "content": "Repeat this code exactly:\n\n" + code}]
+    prompt = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
+    result = speculative_generate(model, PromptLookup(), prompt, 24, num_draft_tokens=6)
+    assert torch.equal(result.sequence, generate(model, prompt, 24, temperature=0))
+    # Copying: most rounds accept several drafted tokens, so far fewer target calls.
+    assert result.acceptance_rate > 0.4 and result.tokens_per_target_call > 1.5

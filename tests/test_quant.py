@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,16 +14,20 @@ from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.quant import (
     Int4Linear,
+    Int8Embedding,
     Int8Linear,
     LLMInt8Linear,
     absmax_dequantize,
     absmax_quantize,
+    decode_weight_bytes,
     group_dequantize,
     group_minmax_dequantize,
     group_minmax_quantize,
     group_quantize,
     int8_matmul,
+    kernels,
     model_bytes,
+    output_sqnr,
     pack_int4,
     quantize,
     sqnr,
@@ -30,6 +36,8 @@ from llmcourse.quant import (
     zeropoint_dequantize,
     zeropoint_quantize,
 )
+from llmcourse.quant.awq import fake_quantize_int4, search_scale
+from llmcourse.quant.linear import INT8_KERNEL_MAX_ROWS
 
 seeds = st.integers(0, 2**31 - 1)
 
@@ -167,11 +175,109 @@ def test_layers_really_store_fewer_bytes(linear):
     int8 = Int8Linear(linear)
     int4 = Int4Linear(linear, group_size=64)
     weight_bytes = lambda m: sum(
-        b.numel() * b.element_size() for n, b in m.named_buffers() if n != "bias"
+        b.numel() * b.element_size() for n, b in m.state_dict().items() if n != "bias"
     )
     assert weight_bytes(int8) == fp32 // 4 + 512 * 4  # 1 byte per weight + fp32 row scales
     assert weight_bytes(int4) == fp32 // 8 + 512 * (1024 // 64) * 2  # half a byte + fp16 scales
     assert int4.packed.dtype == torch.uint8 and int4.packed.shape == (512, 512)
+    # On the packed path the kernel's bf16 (scale, zero) pairs add 32/g bits per weight.
+    extra = 512 * (1024 // 64) * 2 * 2 if int4.layout != "nibbles" else 0
+    assert model_bytes(int4) == weight_bytes(int4) + extra + 512 * 4  # + the fp32 bias
+
+
+# --------------------------------------------------------------------------------------------
+# Packed kernels against the readable path
+# --------------------------------------------------------------------------------------------
+
+needs_int4_kernel = pytest.mark.skipif(
+    kernels.int4_layout("cpu") is None, reason="this torch build has no CPU int4 kernel"
+)
+needs_int8_kernel = pytest.mark.skipif(
+    not kernels.int8_kernel("cpu"), reason="this torch build has no CPU int8 kernel"
+)
+
+
+@needs_int8_kernel
+@pytest.mark.parametrize("rows", [1, 5, INT8_KERNEL_MAX_ROWS, INT8_KERNEL_MAX_ROWS + 1])
+def test_int8_packed_kernel_equals_the_readable_path(linear, rows):
+    packed, readable = Int8Linear(linear), Int8Linear(linear, kernel=False)
+    assert packed.on_kernel and not readable.on_kernel
+    x = randn(2, rows, 1024, seed=rows)
+    with torch.inference_mode():
+        fast, slow = packed(x), readable(x)
+        # The kernel computes in bfloat16 (8 significant bits): the product of bf16-rounded
+        # activations with the same weight, rounded once more, stays within ~50 dB.
+        reference = readable(x.bfloat16().float())
+    assert fast.shape == slow.shape == (2, rows, 512) and fast.dtype == torch.float32
+    assert sqnr(slow, fast) > 40.0
+    torch.testing.assert_close(fast, reference, atol=0.02 * float(reference.abs().max()), rtol=0)
+    if rows > INT8_KERNEL_MAX_ROWS:  # long prompts take the float GEMM: bit-equal
+        assert torch.equal(fast, slow)
+
+
+@needs_int4_kernel
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_int4_packed_kernel_equals_the_readable_path(linear, symmetric, group_size):
+    packed = Int4Linear(linear, group_size, symmetric)
+    readable = Int4Linear(linear, group_size, symmetric, kernel=False)
+    assert packed.layout == "cpu" and readable.layout == "nibbles"
+    # Same codes and scales: the kernel layout reads back to the readable layer's weight.
+    assert torch.equal(packed.codes(), readable.codes())
+    assert torch.equal(packed.dequantized_weight(), readable.dequantized_weight())
+    x = randn(3, 1024, seed=group_size)
+    with torch.inference_mode():
+        fast, slow = packed(x), readable(x)
+        exact = linear(x)
+    assert sqnr(slow, fast) > 40.0  # bf16 arithmetic only: far above int4's own error
+    assert abs(sqnr(exact, fast) - sqnr(exact, slow)) < 0.5
+
+
+@needs_int4_kernel
+def test_int4_falls_back_where_the_kernel_cannot_go():
+    torch.manual_seed(1)
+    odd_rows = nn.Linear(64, 40)  # the CPU kernel needs out_features % 16 == 0
+    layer = Int4Linear(odd_rows, group_size=32)
+    assert layer.layout == "nibbles"
+    tiny_groups = Int4Linear(nn.Linear(64, 32), group_size=16)  # kernels take g >= 32
+    assert tiny_groups.layout == "nibbles"
+    x = randn(2, 64, seed=2)
+    with torch.no_grad():
+        assert sqnr(odd_rows(x), layer(x)) > 15.0
+
+
+@needs_int4_kernel
+def test_int4_layer_survives_dtype_and_copy(linear):
+    layer = Int4Linear(linear, group_size=64, symmetric=False)
+    x = randn(2, 1024, seed=3)
+    with torch.inference_mode():
+        before = layer(x)
+        half = copy.deepcopy(layer).half()  # fp16 scales; the kernel's pairs rebuilt in bf16
+        assert half.kernel_scales.dtype == torch.bfloat16 and half.layout == "cpu"
+        assert sqnr(before, half(x.half()).float()) > 35.0
+        assert torch.equal(layer.to("cpu").codes(), half.codes())
+
+
+def test_tied_int8_head_shares_its_table_with_the_embedding():
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    assert model.lm_head.weight is model.embed_tokens.weight
+    body_only = quantize(model, "int8")
+    with_head = quantize(model, "int8", skip=())
+    assert isinstance(with_head.lm_head, Int8Linear)
+    assert isinstance(with_head.embed_tokens, Int8Embedding)
+    assert isinstance(body_only.embed_tokens, nn.Embedding)
+    vocab, width = TINY.vocab_size, TINY.d_model
+    # The float table (4 bytes per value) is gone; one int8 table + fp32 row scales remain
+    # (+ the kernel's bf16 copy of the scales).
+    scales = vocab * (4 + (2 if with_head.lm_head.on_kernel else 0))
+    assert model_bytes(body_only) - model_bytes(with_head) == vocab * width * 3 - scales
+    ids = torch.randint(0, vocab, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            with_head.embed_tokens(ids), with_head.lm_head.dequantized_weight()[ids]
+        )
+        assert sqnr(model(ids).logits, with_head(ids).logits) > 25.0
 
 
 def test_int8_matmul_is_exact():
@@ -282,3 +388,101 @@ def test_smollm2_int8_perplexity_within_one_percent():
     int8 = perplexity(quantize(model, "int8"), ids, block_size=512)
     assert abs(int8 - fp32) / fp32 < 0.01
     assert 5 < fp32 < 100  # plausible for a 135M model on Shakespeare
+
+
+# --------------------------------------------------------------------------------------------
+# Activation-aware scales (AWQ) and quality on a natively float model
+# --------------------------------------------------------------------------------------------
+
+
+def outlier_inputs(rows: int = 128, width: int = 256, seed: int = 0) -> torch.Tensor:
+    """Inputs with a few channels 20x larger than the rest, as LLM activations have."""
+    x = randn(rows, width, seed=seed)
+    x[:, [3, 70, 200]] *= 20.0
+    return x
+
+
+def test_awq_scale_beats_round_to_nearest_when_channels_differ():
+    weight = randn(128, 256, seed=1)
+    x = outlier_inputs()
+    scale, alpha = search_scale(weight, x, group_size=64)
+    exact = x @ weight.t()
+    rtn = x @ fake_quantize_int4(weight, 64, True).t()
+    awq = (x / scale) @ fake_quantize_int4(weight * scale, 64, True).t()
+    assert alpha > 0 and scale[[3, 70, 200]].min() > scale.median()  # loud channels scaled up
+    assert sqnr(exact, awq) > sqnr(exact, rtn) + 1.0  # dB, measured ~+4
+    # Uniform inputs: nothing to gain, and α = 0 (plain rounding) is in the grid.
+    flat_scale, _ = search_scale(weight, randn(128, 256, seed=2), group_size=64)
+    flat = (x / flat_scale) @ fake_quantize_int4(weight * flat_scale, 64, True).t()
+    assert sqnr(exact, flat) > sqnr(exact, rtn) - 1.0
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int4_layer_with_input_scale_computes_the_scaled_product(symmetric):
+    torch.manual_seed(3)
+    linear = nn.Linear(256, 128)
+    x = outlier_inputs(seed=4)
+    scale, _ = search_scale(linear.weight, x, group_size=64, symmetric=symmetric)
+    layer = Int4Linear(linear, 64, symmetric, input_scale=scale)
+    readable = Int4Linear(linear, 64, symmetric, kernel=False, input_scale=scale)
+    expected = fake_quantize_int4(linear.weight.detach() * scale, 64, symmetric) / scale
+    torch.testing.assert_close(readable.dequantized_weight(), expected, rtol=1e-6, atol=1e-6)
+    with torch.inference_mode():
+        exact, plain = linear(x), Int4Linear(linear, 64, symmetric)(x)
+        assert sqnr(readable(x), layer(x)) > 35.0  # packed (bf16) vs readable: same math
+        assert sqnr(exact, readable(x)) > sqnr(exact, plain) + 1.0
+    with pytest.raises(ValueError, match="input_scale"):
+        Int4Linear(linear, 64, input_scale=torch.ones(5))
+
+
+def test_quantize_with_calibration_uses_activation_aware_scales():
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    calibration = torch.randint(0, TINY.vocab_size, (4, 32))
+    awq = quantize(model, "int4", 32, calibration=calibration)
+    rtn = quantize(model, "int4", 32)
+    layers = [m for m in awq.modules() if isinstance(m, Int4Linear)]
+    assert layers and all(m.input_scale is not None for m in layers)
+    held_out = torch.randint(
+        0, TINY.vocab_size, (2, 32), generator=torch.Generator().manual_seed(9)
+    )
+    # Per layer AWQ can only lower the calibration error; on the whole model it stays as good.
+    assert output_sqnr(model, awq, held_out) > output_sqnr(model, rtn, held_out) - 1.0
+    with pytest.raises(ValueError, match="calibration"):
+        quantize(model, "int8", calibration=calibration)
+    with pytest.raises(ValueError, match="calibration_ids"):
+        quantize(model, "int4", 32, calibration=calibration[0])
+
+
+@pytest.mark.slow
+def test_int4_perplexity_on_the_natively_float_tiny_gpt():
+    """The course's tiny GPT was trained in float32 (unlike SmolLM2, shipped as Q4_1), so its
+    weights are not on any 4-bit grid: int4 must round every one of them."""
+    from llmcourse.eval import perplexity
+    from llmcourse.pretrained import shakespeare
+    from llmcourse.train.tiny_gpt import pretrained_tiny_gpt
+
+    tiny = pretrained_tiny_gpt()
+    ids = torch.tensor(tiny.tokenizer.encode(shakespeare("val")[:4096]))
+    calibration = torch.tensor(tiny.tokenizer.encode(shakespeare("train")[:1024])).reshape(16, 64)
+    base = perplexity(tiny.model, ids, block_size=64)
+    # d_ff = 344 = 8 · 43: groups of 8 fit every layer (the readable path; kernels need g >= 32).
+    for symmetric in (True, False):
+        for calib in (None, calibration):
+            quantized = quantize(tiny.model, "int4", 8, symmetric=symmetric, calibration=calib)
+            assert perplexity(quantized, ids, block_size=64) <= 1.10 * base  # issue 23's goal
+
+
+def test_decode_weight_bytes_counts_what_a_step_reads():
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    fp32 = sum(m.weight.numel() * 4 for m in linears)  # the tied head reads the embeddings
+    assert decode_weight_bytes(model) == fp32
+    int8 = quantize(model, "int8", skip=())
+    layers = [m for m in int8.modules() if isinstance(m, Int8Linear)]
+    expected = sum(
+        m.weight_int8.numel() + m.scale.numel() * 4 + (m.out_features * 2 if m.on_kernel else 0)
+        for m in layers
+    )
+    assert decode_weight_bytes(int8) == expected < fp32 / 3

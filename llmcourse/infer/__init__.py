@@ -7,7 +7,8 @@
   per-step API a batching server drives (``llmcourse.infer.decoding``);
 - ``StaticKVCache``: a preallocated cache; like ``llmcourse.nn.KVCache`` and
   ``SlidingWindowKVCache`` it implements ``llmcourse.nn.Cache``;
-- ``beam_search`` with a length penalty; ``speculative_generate`` (Leviathan et al. 2023);
+- ``beam_search`` with a length penalty; ``speculative_generate`` (Leviathan et al. 2023)
+  with a draft model or ``PromptLookup`` (drafts copied from the text so far);
 - the sampling filters themselves (``top_k_filter``, ``top_p_filter``, ...).
 """
 
@@ -22,6 +23,7 @@ from llmcourse.infer.decoding import (
     trim_left,
 )
 from llmcourse.infer.generate import generate, stream
+from llmcourse.infer.prompt_lookup import PromptLookup
 from llmcourse.infer.sampling import (
     apply_repetition_penalty,
     next_token,
@@ -34,6 +36,7 @@ from llmcourse.infer.static_cache import StaticKVCache
 __all__ = [
     "DecodeState",
     "GenerationConfig",
+    "PromptLookup",
     "StaticKVCache",
     "apply_repetition_penalty",
     "decode_step",

@@ -6,9 +6,13 @@
   byte per weight;
 - ``LLMInt8Linear`` (``llm_int8``): int8 matmuls with dynamic activation quantization and
   LLM.int8()'s outlier decomposition (Dettmers et al. 2022);
-- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``weight_sqnr`` (``model``).
+- ``awq_scales`` (``awq``): activation-aware per-channel scales for 4-bit weights (Lin et al.
+  2024), used by ``quantize(..., calibration=ids)``;
+- ``quantize(model, scheme=..., group_size=...)``, ``model_bytes``, ``decode_weight_bytes``,
+  ``weight_sqnr`` (``model``).
 """
 
+from llmcourse.quant.awq import awq_scales
 from llmcourse.quant.functional import (
     absmax_dequantize,
     absmax_quantize,
@@ -22,18 +26,28 @@ from llmcourse.quant.functional import (
     zeropoint_dequantize,
     zeropoint_quantize,
 )
-from llmcourse.quant.linear import Int4Linear, Int8Linear, QuantizedLinear
+from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
 from llmcourse.quant.llm_int8 import LLMInt8Linear, int8_matmul, quantize_activations
-from llmcourse.quant.model import SCHEMES, model_bytes, output_sqnr, quantize, weight_sqnr
+from llmcourse.quant.model import (
+    SCHEMES,
+    decode_weight_bytes,
+    model_bytes,
+    output_sqnr,
+    quantize,
+    weight_sqnr,
+)
 
 __all__ = [
     "SCHEMES",
     "Int4Linear",
+    "Int8Embedding",
     "Int8Linear",
     "LLMInt8Linear",
     "QuantizedLinear",
     "absmax_dequantize",
     "absmax_quantize",
+    "awq_scales",
+    "decode_weight_bytes",
     "group_dequantize",
     "group_minmax_dequantize",
     "group_minmax_quantize",
