@@ -179,6 +179,19 @@ def reply_text(tokenizer: BPETokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(ids[:cut])
 
 
+def score_reply(prompt: str, reply: str) -> float:
+    """1.0 when ``reply`` is exactly the answer to the sum in ``prompt`` (the first ``a+b=`` in
+    its text, chat markup around it allowed), else 0.0.
+
+    >>> score_reply("<|im_start|>user\\n3+4=<|im_end|>", "7"), score_reply("3+4=", " 7")
+    (1.0, 0.0)
+    """
+    match = _SUM.search(prompt)
+    if match is None:
+        raise ValueError(f"The prompt {prompt!r} holds no arithmetic problem such as '37+45='.")
+    return float(check_answer(reply, Problem.from_prompt(match.group(1)).answer))
+
+
 class ChatArithmeticReward:
     """``reward_fn(prompts (n, P), responses) -> (n,)`` for ``GRPOTask``: 1.0 where the reply is
     exactly the sum asked for in the prompt (read back from its text), else 0.0."""
@@ -189,13 +202,12 @@ class ChatArithmeticReward:
     def __call__(self, prompts: torch.Tensor, responses: Sequence[Sequence[int]]) -> torch.Tensor:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses.")
-        rewards = []
-        for prompt, response in zip(prompts, responses, strict=True):
-            match = _SUM.search(self.tokenizer.decode(prompt.tolist()))
-            if match is None:
-                raise ValueError("A prompt holds no arithmetic problem such as '37+45='.")
-            answer = Problem.from_prompt(match.group(1)).answer
-            rewards.append(float(check_answer(reply_text(self.tokenizer, response), answer)))
+        rewards = [
+            score_reply(
+                self.tokenizer.decode(prompt.tolist()), reply_text(self.tokenizer, response)
+            )
+            for prompt, response in zip(prompts, responses, strict=True)
+        ]
         return torch.tensor(rewards)
 
 

@@ -124,7 +124,10 @@ def run_capstone(
             f"grpo-{seed}", grpo_key,
             lambda f, s=seed: _grpo(config, tokenizer, _model(stages, "sft"), s, f, progress_bar),
         )  # fmt: skip
-        steps = equal_compute_sft_steps(config, grpo["flops"], stages.results["sft"])
+        sft = stages.results["sft"]
+        steps = equal_compute_sft_steps(
+            grpo["flops"], sft["n_params"], config.sft_batch_size, sft["mean_example_tokens"]
+        )
         # More SFT continues at the rate SFT's cosine ended on, on fresh draws of the same mix.
         stages.run(
             f"sft_more-{seed}",
@@ -158,13 +161,16 @@ def run_capstone(
 
 
 def equal_compute_sft_steps(
-    config: CapstoneConfig, grpo_flops: float, sft_result: dict[str, Any]
+    grpo_flops: float, n_params: int, batch_size: int, tokens_per_example: float
 ) -> int:
-    """SFT steps whose training FLOPs (6N per token) equal GRPO's (at least 1)."""
-    per_step = (
-        6 * sft_result["n_params"] * config.sft_batch_size * sft_result["mean_example_tokens"]
-    )
-    return max(1, round(grpo_flops / per_step))
+    """SFT steps whose training FLOPs, 6N per token (Kaplan et al. 2020) of ``batch_size``
+    examples of ``tokens_per_example`` tokens, add up to ``grpo_flops`` (rounded, at least 1)."""
+    if grpo_flops < 0 or n_params <= 0 or batch_size <= 0 or tokens_per_example <= 0:
+        raise ValueError(
+            "Need grpo_flops ≥ 0 and positive n_params, batch_size and tokens_per_example, got "
+            f"{grpo_flops}, {n_params}, {batch_size}, {tokens_per_example}."
+        )
+    return max(1, round(grpo_flops / (6 * n_params * batch_size * tokens_per_example)))
 
 
 def energy_wh(seconds: float, watts: float) -> float:
