@@ -224,3 +224,32 @@ def _plots(results: dict[str, Any], models: list[dict[str, Any]], folder: Path) 
     figure.tight_layout()
     figure.savefig(folder / "evals.png", dpi=100)
     plt.close(figure)
+
+
+def load_report(folder: str | Path) -> dict[str, Any]:
+    """The ``report.json`` that ``build_report`` wrote into ``folder``."""
+    path = Path(folder) / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No report.json in {folder}: run `llmcourse capstone --size SIZE --report-dir "
+            f"{folder}` first."
+        )
+    return json.loads(path.read_text())
+
+
+def compare_reports(reports: dict[str, dict[str, Any]]) -> str:
+    """A markdown table with one row per (report, model): what changing one choice did.
+
+    ``reports`` maps a label (``"baseline"``, ``"vocab 512"``) to a ``load_report`` result."""
+    lines = [
+        "| run | model | perplexity | arithmetic accuracy | multiple choice | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, report in reports.items():
+        for row in report["models"]:
+            lines.append(
+                f"| {label} | {row['model']} | {row['perplexity']:.2f} | {row['arithmetic']:.3f} "
+                f"± {row['arithmetic_spread']:.3f} | {row['multiple_choice']:.3f} | "
+                f"{report['n_params']:,} |"
+            )
+    return "\n".join(lines)
