@@ -7,6 +7,11 @@ Stages are cached under ``--out`` (default ``~/.cache/llmcourse/capstone/SIZE``)
 and only what changed runs; a killed run resumes. ``--set name=value`` changes one choice of
 ``CapstoneConfig`` (``--set vocab_size=512 --set sft_arithmetic_share=0.8``) and gets its own
 cache keys, so two report cards can be compared.
+
+On a GPU box, ``torchrun --nproc_per_node=8 -m llmcourse.cli capstone --size base --out
+/shared/capstone`` trains with DDP through the same ``Trainer`` (global batches as in one
+process; GRPO's rollout split over the processes); rank 0 builds the tokenizer, evaluates and
+writes the report.
 """
 
 from __future__ import annotations
@@ -73,11 +78,15 @@ def run_capstone_command(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or cache_dir() / "capstone" / args.size
+    from llmcourse.utils.distributed import cleanup_distributed, init_distributed
+
     results = run_capstone(config, out, progress_bar=not args.quiet)
-    command = "llmcourse capstone " + shlex.join(_argv(args))
-    report = build_report(results, args.report_dir or out, command)
-    print(f"[capstone] report: {report}")
-    print(f"[capstone] chat with it: llmcourse serve --model {results['final_model']}")
+    if init_distributed().is_main:
+        command = "llmcourse capstone " + shlex.join(_argv(args))
+        report = build_report(results, args.report_dir or out, command)
+        print(f"[capstone] report: {report}")
+        print(f"[capstone] chat with it: llmcourse serve --model {results['final_model']}")
+    cleanup_distributed()
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from llmcourse.capstone.chat import (
     ChatArithmeticReward,
@@ -52,38 +53,64 @@ from llmcourse.train.grpo import GRPOConfig, GRPOTask
 from llmcourse.train.trainer import CHECKPOINT_NAME, Trainer
 from llmcourse.utils.checkpoint import save_checkpoint
 from llmcourse.utils.devices import device as pick_device
+from llmcourse.utils.distributed import DistributedContext, init_distributed
 from llmcourse.utils.seed import seed_everything
 
 MODEL, TOKENIZER, RESULT = "model.safetensors", "tokenizer.json", "result.json"
 
 
 class Stages:
-    """Runs stages into ``out_dir/stages`` and remembers what each returned."""
+    """Runs stages into ``out_dir/stages`` and remembers what each returned.
 
-    def __init__(self, out_dir: Path, log: Callable[[str], None] = print) -> None:
-        self.root, self.log = out_dir / "stages", log
+    Under ``torchrun`` (``ctx.world_size`` > 1, the folder on a filesystem every process sees),
+    training stages run in every process (the ``Trainer``'s DDP) and the others on rank 0 alone;
+    rank 0 writes every result, and all processes read it back after a barrier.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        log: Callable[[str], None] = print,
+        ctx: DistributedContext | None = None,
+    ) -> None:
+        self.root, self.ctx = out_dir / "stages", ctx or init_distributed()
+        self.log = log if self.ctx.is_main else (lambda _: None)
         self.results: dict[str, dict[str, Any]] = {}
 
-    def run(self, name: str, key: str, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-        """``build(folder)``'s result, or the one cached in ``folder/result.json``."""
+    def run(
+        self,
+        name: str,
+        key: str,
+        build: Callable[[Path], dict[str, Any]],
+        everywhere: bool = False,
+    ) -> dict[str, Any]:
+        """``build(folder)``'s result, or the one cached in ``folder/result.json``;
+        ``everywhere``: build in every process (a training stage), else on rank 0 only."""
         folder = self.root / f"{name}-{key}"
         done = folder / RESULT
-        if done.is_file():
-            result = json.loads(done.read_text()) | {"cached": True}
+        cached = done.is_file()
+        self._barrier()  # every process has looked before rank 0 may write
+        if cached:
             self.log(f"[capstone] {name}: cached ({folder.name})")
         else:
             self.log(f"[capstone] {name}: running ({folder.name})")
             folder.mkdir(parents=True, exist_ok=True)
-            start = time.perf_counter()
-            result = build(folder)
-            result.update(stage=name, key=key, wall_s=time.perf_counter() - start)
-            partial = folder / (RESULT + ".partial")
-            partial.write_text(json.dumps(result, indent=1))
-            partial.replace(done)  # last: the stage counts as done only now
-            result |= {"cached": False}
-        result["folder"] = str(folder)
+            if everywhere or self.ctx.is_main:
+                start = time.perf_counter()
+                result = build(folder)
+                result.update(stage=name, key=key, wall_s=time.perf_counter() - start)
+                if self.ctx.is_main:
+                    partial = folder / (RESULT + ".partial")
+                    partial.write_text(json.dumps(result, indent=1))
+                    partial.replace(done)  # last: the stage counts as done only now
+            self._barrier()
+        result = json.loads(done.read_text()) | {"cached": cached, "folder": str(folder)}
         self.results[name] = result
         return result
+
+    def _barrier(self) -> None:
+        if self.ctx.is_distributed:
+            dist.barrier()
 
 
 def run_capstone(
@@ -110,6 +137,7 @@ def run_capstone(
         "pretrain",
         pre_key,
         lambda f: _pretrain(config, tokenizer.vocab_size, train_ids, val_ids, f, progress_bar),
+        everywhere=True,
     )
     sft_key = stage_key(config, "sft", pre_key)
     stages.run(
@@ -117,12 +145,16 @@ def run_capstone(
         sft_key,
         lambda f: _sft(config, tokenizer, _model(stages, "pretrain"), config.sft_steps,
                        config.sft_lr, "cosine", config.seed, f, progress_bar),
+        everywhere=True,
     )  # fmt: skip
     for seed in config.rl_seeds:
-        grpo_key = stage_key(config, "grpo", sft_key, seed=seed)
+        # Several processes sample different rollouts (a seed per process): another run.
+        world = {"processes": stages.ctx.world_size} if stages.ctx.is_distributed else {}
+        grpo_key = stage_key(config, "grpo", sft_key, seed=seed, **world)
         grpo = stages.run(
             f"grpo-{seed}", grpo_key,
             lambda f, s=seed: _grpo(config, tokenizer, _model(stages, "sft"), s, f, progress_bar),
+            everywhere=True,
         )  # fmt: skip
         sft = stages.results["sft"]
         steps = equal_compute_sft_steps(
@@ -136,6 +168,7 @@ def run_capstone(
                 config, tokenizer, _model(stages, "sft"), n, config.sft_lr * 0.1, "constant",
                 1000 + s, f, progress_bar,
             ),
+            everywhere=True,
         )  # fmt: skip
 
     bytes_per_token = tokenizer_result["val_bytes_per_token"]
@@ -150,7 +183,9 @@ def run_capstone(
                 _model(stages, n).to(pick_device()), tokenizer, config, val_ids, bytes_per_token
             ),
         )
-    final = _publish_final(out, stages, config)
+    final = out / "final"
+    if stages.ctx.is_main:
+        _publish_final(out, stages, config)
     return {
         "config": config.to_dict(),
         "config_hash": config.hash,
@@ -218,7 +253,8 @@ def _pretrain(
     train = RandomWindows(train_ids.numpy(), config.context_length, samples, config.seed)
     val = ContiguousBlocks(val_ids[: config.eval_perplexity_tokens].numpy(), config.context_length)
     train_config = TrainConfig(
-        max_steps=steps, batch_size=config.pretrain_batch_size, lr=config.pretrain_lr,
+        max_steps=steps, batch_size=_per_process(config.pretrain_batch_size, "pretrain_batch_size"),
+        lr=config.pretrain_lr,
         warmup_steps=max(1, steps // 10), schedule="cosine", eval_every=max(1, steps // 5),
         eval_batches=8, log_every=max(1, steps // 50), checkpoint_every=max(50, steps // 5),
         out_dir=str(folder / "train"), progress_bar=progress_bar, shuffle=False, seed=config.seed,
@@ -244,7 +280,7 @@ def _sft(
         config.sft_instructions_per_play, config.context_length, seed,
     )  # fmt: skip
     train_config = TrainConfig(
-        max_steps=steps, batch_size=config.sft_batch_size, lr=lr,
+        max_steps=steps, batch_size=_per_process(config.sft_batch_size, "sft_batch_size"), lr=lr,
         warmup_steps=max(1, steps // 10) if schedule == "cosine" else 0, schedule=schedule,
         log_every=max(1, steps // 50), checkpoint_every=max(50, steps // 5),
         out_dir=str(folder / "train"), progress_bar=progress_bar, shuffle=False, seed=seed,
@@ -273,18 +309,22 @@ def _grpo(
 ) -> dict[str, Any]:
     seed_everything(seed)
     problems = ArithmeticProblems(config.digits, "+", config.held_out)
+    # Each process samples its share of the rollout with its own seed (GRPOTask's rule).
     grpo = GRPOConfig(
-        prompts_per_rollout=config.prompts_per_rollout, group_size=config.group_size,
-        max_new_tokens=problems.max_answer_length + 1, minibatch_size=config.minibatch_size,
-        lr=config.rl_lr, stop_token=stop_id(tokenizer),
+        prompts_per_rollout=_per_process(config.prompts_per_rollout, "prompts_per_rollout"),
+        group_size=config.group_size, max_new_tokens=problems.max_answer_length + 1,
+        minibatch_size=_per_process(config.minibatch_size, "minibatch_size"), lr=config.rl_lr,
+        stop_token=stop_id(tokenizer),
     )  # fmt: skip
+    rank = init_distributed().rank
 
     def prompts(n: int, generator: torch.Generator) -> torch.Tensor:
         return prompt_ids(tokenizer, problems.sample(n, generator, "train"))
 
     task = GRPOTask(
-        copy.deepcopy(model).eval(), ChatArithmeticReward(tokenizer), prompts, grpo, seed=seed
-    )
+        copy.deepcopy(model).eval(), ChatArithmeticReward(tokenizer), prompts, grpo,
+        seed=seed + 1000 * rank,
+    )  # fmt: skip
     train_config = grpo.train_config(
         config.rollouts, seed=seed, progress_bar=progress_bar, out_dir=str(folder / "train"),
         checkpoint_every=grpo.steps_per_rollout * max(1, config.rollouts // 5),
@@ -293,7 +333,8 @@ def _grpo(
     result = _fit(Trainer(model, train_config, task=task), folder, config)
     length = prompts(1, torch.Generator().manual_seed(0)).shape[1] + grpo.max_new_tokens
     # Sampling (2N), π_old and π_ref log-probs (2 × 2N), one training pass (6N) per token.
-    result["flops"] = config.rollouts * grpo.rollout_size * length * result["n_params"] * 12
+    responses = config.prompts_per_rollout * config.group_size  # all processes together
+    result["flops"] = config.rollouts * responses * length * result["n_params"] * 12
     return result
 
 
@@ -306,6 +347,9 @@ def _fit(trainer: Trainer, folder: Path, config: CapstoneConfig) -> dict[str, An
     fit = trainer.fit()
     seconds = time.perf_counter() - start
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+    n_params = sum(p.numel() for p in model.parameters())
+    if not trainer.ctx.is_main:  # rank 0 writes the model and the result
+        return {"n_params": n_params}
     extra = {"model_class": "DecoderLM", "model_config": model.config.to_dict()}
     save_checkpoint(folder / MODEL, {"model": model.state_dict(), "extra": extra})
     log_file = folder / "train" / "log.jsonl"
@@ -320,9 +364,20 @@ def _fit(trainer: Trainer, folder: Path, config: CapstoneConfig) -> dict[str, An
         "tokens_per_s": fit.tokens_per_s,
         "train_s": seconds,
         "energy_wh": energy_wh(seconds, config.cpu_watts),
-        "n_params": sum(p.numel() for p in model.parameters()),
+        "n_params": n_params,
         "history": history,
     }
+
+
+def _per_process(size: int, name: str) -> int:
+    """``size`` split over the processes, so that 1 or N processes take the same global batch."""
+    world = init_distributed().world_size
+    if size % world:
+        raise ValueError(
+            f"{name}={size} must be divisible by the {world} processes; change it with --set "
+            f"{name}=... or launch a divisor of it."
+        )
+    return size // world
 
 
 def _model(stages: Stages, name: str) -> DecoderLM:
