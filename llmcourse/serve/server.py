@@ -123,6 +123,9 @@ def run_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # Listen before saying so: a client that connects before uvicorn starts waits in the
+    # backlog instead of being refused.
+    sock.listen(2048)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(
