@@ -2,8 +2,9 @@
 
 Arrows point down only (nothing imports upward):
 
-- ``cli``, ``doctor``, ``serve``: the ``llmcourse`` command (doctor, lab, data, grade,
-  progress, bench, serve) and the OpenAI-compatible server;
+- ``cli``, ``doctor``, ``serve``, ``capstone``: the ``llmcourse`` command (doctor, lab, data,
+  grade, progress, bench, serve, capstone), the OpenAI-compatible server with its chat page, and
+  the capstone pipeline (tokenizer → pretraining → SFT → GRPO → report card);
 - ``grading``: exercise tests, ``check()`` and the grader; ``viz``: plots and explorers;
 - ``train``, ``infer``, ``quant``, ``ethics``, ``rag``: training and its objectives,
   generation and KV caches, quantization, bias probes, retrieval-augmented answers;

@@ -1,4 +1,4 @@
-"""The ``llmcourse`` command: doctor, lab, data, grade, progress, bench and serve.
+"""The ``llmcourse`` command: doctor, lab, data, grade, progress, bench, serve and capstone.
 
 Each subcommand imports what it needs only when it runs, so ``llmcourse --help`` is instant.
 ``llmcourse bench`` lists the scripts in a clone's ``benchmarks/`` folder and ``llmcourse bench
@@ -242,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="OpenAI-compatible HTTP server (127.0.0.1)")
     serving.add_serve_arguments(serve)
     serve.set_defaults(handler=serving.run_server)
+
+    from llmcourse.capstone import cli as capstone  # light: torch loads only when it runs
+
+    course_capstone = commands.add_parser(
+        "capstone", help="tokenizer → pretraining → SFT → GRPO → report card (cached stages)"
+    )
+    capstone.add_capstone_arguments(course_capstone)
+    course_capstone.set_defaults(handler=capstone.run_capstone_command)
     return parser
 
 

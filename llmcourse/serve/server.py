@@ -24,8 +24,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="smollm2",
-        choices=("smollm2", "tiny"),
-        help="what to serve (tiny: a random 2-layer model for testing the server)",
+        help="smollm2, tiny (a random 2-layer model for testing the server), or the folder of a "
+        "model `llmcourse capstone` trained (e.g. ~/.cache/llmcourse/capstone/small/final)",
     )
     parser.add_argument(
         "--quantize", choices=("int8", "int4"), help="quantize linear layers (llmcourse.quant)"
@@ -118,7 +118,18 @@ def run_server(args: argparse.Namespace) -> int:
     except ValueError as error:  # a device this machine does not have
         print(error, file=sys.stderr)
         return 2
-    model, codec = load_served_model(args.model, args.quantize, device)
+    from llmcourse.serve.chat_page import NOTES, add_chat_page, is_model_folder, load_folder_model
+
+    if is_model_folder(args.model):
+        model, codec, args.max_tokens, note = load_folder_model(
+            args.model, device, args.max_tokens, args.quantize
+        )
+    elif args.model in NOTES:
+        model, codec = load_served_model(args.model, args.quantize, device)
+        note = NOTES[args.model]
+    else:
+        print(f"--model {args.model!r}: give smollm2, tiny or a model folder.", file=sys.stderr)
+        return 2
     name = model.config.name + (f"-{args.quantize}" if args.quantize else "")
     settings = ServerSettings(
         model_name=name,
@@ -133,6 +144,7 @@ def run_server(args: argparse.Namespace) -> int:
     )
     engine = BatchingEngine(model, codec, max_batch_size=args.max_batch_size)
     app = create_app(engine, codec, settings, load_gate(args.safety, codec))
+    add_chat_page(app, name, model.config.context_length, args.max_tokens, note)  # GET /
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,6 +156,9 @@ def run_server(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    # Listen before saying so: a client that connects before uvicorn starts waits in the
+    # backlog instead of being refused.
+    sock.listen(2048)
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     print(
