@@ -43,6 +43,9 @@ class ServerSettings:
     max_tokens_limit: int = 256  # the cap on max_tokens, and its value when a request omits it
     max_concurrency: int = 64
     max_body_bytes: int = 64 * 1024
+    max_logprobs: int = 20  # the cap on logprobs / top_logprobs (alternatives per token)
+    max_n: int = 16  # the cap on n (choices per prompt)
+    max_choices: int = 64  # the cap on prompts x n in one request
 
 
 class Backend:
@@ -82,7 +85,7 @@ class Backend:
                 f"{settings.max_tokens_limit}.",
                 param="max_tokens",
             )
-        max_tokens = max_tokens or settings.max_tokens_limit
+        max_tokens = settings.max_tokens_limit if max_tokens is None else max_tokens
         context = self.engine.model.config.context_length
         if len(prompt_ids) + max_tokens > context:
             raise APIError(
