@@ -192,7 +192,10 @@ async def _collect(
 
 
 def _kept_scores(backend: Backend, job: GenerationRequest, text: str) -> list[TokenLogprob]:
-    """The sampled tokens' scores, cut where a stop string cut the text."""
+    """The sampled tokens' scores (a stop token's included, as one that writes no text), cut
+    where a stop string cut the text."""
+    if len(text) >= len(backend.codec.decode(job.generated)):
+        return list(job.token_scores)
     kept, length = [], 0
     for score in job.token_scores:
         if length >= len(text):

@@ -331,6 +331,8 @@ class BatchingEngine:
     def _emit(self, request: GenerationRequest, token: int) -> bool:
         """Send the text ``token`` completes; return True when the request is finished."""
         if token in self.codec.stop_ids or token in request.params.generation.stop_tokens:
+            if request._last_score is not None:  # scored like any token (as vLLM does), no text
+                request.token_scores.append(request._last_score)
             self._finish(request, "stop")
             return True
         request.generated.append(token)
