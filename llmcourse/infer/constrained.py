@@ -65,6 +65,9 @@ def _is_plain(ch: str) -> bool:
 class TokenTable:
     """What constrained decoding needs to know about a vocabulary.
 
+    ``distances_after(grammar, state)`` works with any grammar object that has ``step``,
+    ``distance``, ``is_complete`` and ``in_plain_string`` (``JSONGrammar`` below).
+
     ``texts[i]`` is token ``i``'s text. Tokens whose text is empty (special tokens) or holds
     ``U+FFFD`` (a piece of a multi-byte character) can never be checked character by character
     and are never allowed, except ``stop_ids``, which are allowed exactly when the document is
@@ -94,6 +97,8 @@ class TokenTable:
     def from_codec(cls, codec: Any, vocab_size: int | None = None) -> TokenTable:
         """The table of a tokenizer with ``decode(ids)`` and ``stop_ids`` (a server's codec)."""
         size = len(codec.tokenizer) if hasattr(codec, "tokenizer") else vocab_size
+        if size is None:
+            raise ValueError("Give vocab_size for a codec without a .tokenizer.")
         texts = [codec.decode([i]) for i in range(size)]
         return cls(texts, sorted(codec.stop_ids), vocab_size)
 
@@ -106,12 +111,12 @@ class TokenTable:
             cache.move_to_end(state)
             return found
         after = torch.full((self.vocab_size,), FAR, dtype=torch.long)
-        if json_grammar.is_complete(state):
+        if grammar.is_complete(state):
             after[self.stop_ids] = 0
         else:
             pairs: list[tuple[int, int]] = []
-            if _in_plain_string(state):  # every plain token keeps the state: no walk needed
-                after[self.plain_ids] = json_grammar.distance(state)
+            if grammar.in_plain_string(state):  # every plain token keeps the state: no walk
+                after[self.plain_ids] = grammar.distance(state)
             else:
                 _walk(self._plain_trie, state, grammar.step, grammar.distance, pairs)
             _walk(self._other_trie, state, grammar.step, grammar.distance, pairs)
@@ -122,10 +127,6 @@ class TokenTable:
         if len(cache) > cache_size:
             cache.popitem(last=False)
         return after
-
-
-def _in_plain_string(state: Any) -> bool:
-    return state[-1][0] == "str" and state[-1][1] == 0
 
 
 def _walk(
@@ -166,6 +167,15 @@ class JSONGrammar:
     def initial_state(self) -> Any:
         return json_grammar.initial_state(self.node)
 
+    @staticmethod
+    def is_complete(state: Any) -> bool:
+        return json_grammar.is_complete(state)
+
+    @staticmethod
+    def in_plain_string(state: Any) -> bool:
+        """Inside a string, not after a backslash: a plain character leaves the state as is."""
+        return state[-1][0] == "str" and state[-1][1] == 0
+
     @property
     def min_tokens(self) -> int:
         """The fewest tokens any document of this grammar takes (one per character)."""
@@ -193,7 +203,7 @@ class ConstrainedDecoder:
 
     @property
     def complete(self) -> bool:
-        return json_grammar.is_complete(self.state)
+        return self.grammar.is_complete(self.state)
 
     def mask(self, tokens_left: int) -> torch.Tensor:
         """``(vocab,)`` bool: True for the tokens that may come next."""

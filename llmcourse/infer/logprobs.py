@@ -10,6 +10,8 @@ sum over a continuation's tokens is its log-likelihood, how lm-evaluation-harnes
 ``llmcourse.eval.score_choice_likelihoods`` rank multiple-choice answers; the ``k`` most likely
 alternatives at each position (``top_logprobs``) show what else the model considered. These are
 the model's own probabilities, before temperature, top-p or a grammar reshape them for sampling.
+The chosen token's score alone is ``llmcourse.eval.token_log_probs``; this module adds the
+alternatives and the per-row bookkeeping a server needs.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 - ``create_app`` (``app.py``): the FastAPI app, assembled from ``routes.py`` (endpoints, API
   key, body checks), ``schemas.py`` (request and reply bodies) and ``glue.py`` (limits, jobs on
   the engine, JSON and server-sent-event replies; ``ServerSettings``);
+- ``choices.py``: requests with several prompts or choices, ``echo``, ``logprobs`` or
+  ``response_format`` (what evaluation tools and structured outputs send);
 - ``Metrics`` (``metrics.py``): what ``/metrics`` reports;
 - ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model,
   on the chosen device;
