@@ -25,6 +25,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     # lesson 04 reads the committed ablation-ladder table from the installed package
     assert "llmcourse/train/results/ladder.json" in names
     assert "llmcourse/train/results/rl_arithmetic.json" in names  # lesson 09 loads it
+    assert "llmcourse/eval/results/lm_eval_course_benchmark.json" in names  # and lesson 10b
     assert not [n for n in names if n.startswith(("lessons/", "tests/", "solutions/"))]
 
     env_dir = tmp_path / "venv"
