@@ -206,3 +206,24 @@ def test_smollm2_is_above_chance_on_the_python_questions(test_set):
     n, accuracy = len(questions), result.accuracy
     half_width = 1.96 * np.sqrt(accuracy * (1 - accuracy) / n)
     assert accuracy - half_width > 0.25, (accuracy, n)
+
+
+def test_the_benchmark_is_the_same_in_a_jupyter_kernel(monkeypatch):
+    """ipykernel replaces builtins.input with a function of its own; the questions must not
+    change (they did: input left the distractor pool of every built-in question)."""
+    import builtins
+
+    from llmcourse.eval.question_sets import _benchmark
+
+    plain = course_benchmark("test")
+
+    def kernel_input(prompt=""):  # what ipykernel puts in builtins
+        return ""
+
+    kernel_input.__module__ = "ipykernel.kernelbase"
+    monkeypatch.setattr(builtins, "input", kernel_input)
+    _benchmark.cache_clear()
+    try:
+        assert course_benchmark("test") == plain
+    finally:
+        _benchmark.cache_clear()

@@ -27,6 +27,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     assert "llmcourse/train/results/rl_arithmetic.json" in names  # lesson 09 loads it
     assert "llmcourse/capstone/results/small/report.json" in names  # lesson 11 loads it
     assert "llmcourse/serve/static/chat.html" in names  # serve's page at /
+    assert "llmcourse/eval/results/lm_eval_course_benchmark.json" in names  # and lesson 10b
     assert not [n for n in names if n.startswith(("lessons/", "tests/", "solutions/"))]
 
     env_dir = tmp_path / "venv"

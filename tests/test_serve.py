@@ -160,7 +160,7 @@ def test_wrong_or_missing_api_key_is_401(server):
             400,
             "temperature",
         ),
-        (json.dumps({"model": MODEL, "prompt": "hi", "n": 2}).encode(), 400, "n"),
+        (json.dumps({"model": MODEL, "prompt": "hi", "n": 17}).encode(), 400, "limit of 16"),
         (json.dumps({"model": MODEL, "prompt": "word " * 100}).encode(), 400, "at most 64"),
         (json.dumps({"model": MODEL, "prompt": ""}).encode(), 400, "empty"),
         (json.dumps({"model": MODEL}).encode(), 400, "prompt"),

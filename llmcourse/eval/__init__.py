@@ -15,7 +15,9 @@
   and ``mean_pass_at_k`` over problems;
 - ``perturb`` and ``robustness_report``: accuracy under typos, casing and whitespace noise;
 - ``percentile``, ``summarize_latencies``, ``time_stream``: time to first token, tokens/s,
-  p50/p95.
+  p50/p95;
+- ``harness`` (imported on its own, needs the ``eval`` extra): the course benchmark as an
+  lm-evaluation-harness task, run against ``llmcourse serve``.
 """
 
 from llmcourse.eval.answers import last_number, normalize_number, parse_choice, parse_gsm8k

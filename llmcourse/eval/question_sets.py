@@ -66,6 +66,7 @@ _SUBJECTS = {
     "shakespeare_next_line": "Shakespeare's plays",
     "shakespeare_play": "Shakespeare's plays",
 }
+_REPLACED_IN_KERNELS = frozenset({"input"})  # see _python_entries
 _SIGNATURE = re.compile(r"^[\w.]+\(.*\)\s*(-+>.*)?$")
 _SENTENCE = re.compile(r"(.+?[.!?])(\s|$)")
 
@@ -98,7 +99,12 @@ def _python_entries() -> dict[str, dict[str, str]]:
         obj = getattr(builtins, name)
         # Only Python's own: IPython adds display() and get_ipython() to builtins in a notebook,
         # and site adds help(), exit() and friends; the set must not depend on where it runs.
-        if name.startswith("_") or not callable(obj) or obj.__module__ != "builtins":
+        # A Jupyter kernel also *replaces* input() (to forward it to the browser), so input is
+        # left out everywhere: kept in a script and dropped in a notebook, it would change the
+        # distractors drawn for every built-in question.
+        if name.startswith("_") or name in _REPLACED_IN_KERNELS or not callable(obj):
+            continue
+        if obj.__module__ != "builtins":
             continue
         is_exception = isinstance(obj, type) and issubclass(obj, BaseException)
         groups["python_exceptions" if is_exception else "python_builtins"][name] = description(obj)

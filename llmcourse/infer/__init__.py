@@ -9,7 +9,10 @@
   ``SlidingWindowKVCache`` it implements ``llmcourse.nn.Cache``;
 - ``beam_search`` with a length penalty; ``speculative_generate`` (Leviathan et al. 2023)
   with a draft model or ``PromptLookup`` (drafts copied from the text so far);
-- the sampling filters themselves (``top_k_filter``, ``top_p_filter``, ...).
+- the sampling filters themselves (``top_k_filter``, ``top_p_filter``, ...);
+- ``logprobs``: token log-probabilities of a prompt and of sampled tokens (what ``echo`` and
+  ``logprobs`` return); ``constrained`` and ``json_grammar``: constrained decoding, a grammar
+  as a character-level state machine and the token mask it gives (JSON mode).
 """
 
 from llmcourse.infer.config import GenerationConfig

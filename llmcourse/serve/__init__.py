@@ -8,6 +8,8 @@
   is in, logged 500s that keep the connection, a write deadline);
 - ``SafetyGate`` (``safety.py``): ``--safety``, a moderator on prompts and outputs, and
   ``/v1/moderations``;
+- ``choices.py``: requests with several prompts or choices, ``echo``, ``logprobs`` or
+  ``response_format`` (what evaluation tools and structured outputs send);
 - ``Metrics`` (``metrics.py``): what ``/metrics`` reports;
 - ``load_served_model`` (``models.py``): SmolLM2 (optionally quantized) or a tiny random model,
   on the chosen device;

@@ -15,6 +15,12 @@ runs requests one after another wastes that. **Continuous batching** (Yu et al. 
 Rows also leave when their request's ``time_limit`` (seconds since it joined the batch) has
 passed (finish reason ``"time_limit"``), so no request holds a slot for longer than that.
 
+What evaluation tools and structured outputs need rides on the same loop: a request may ask
+for the log-probabilities of its prompt (``prompt_logprobs``: the prefill keeps every
+position's logits, ``infer.logprobs``) and of each token it samples (``logprobs``), and may be
+held to a grammar (``grammar``: its row's logits are masked each step, ``infer.constrained``).
+A request with ``max_tokens=0`` only scores its prompt and never joins the decode batch.
+
 So a request never waits for another to finish: it joins between two steps. The loop runs in
 its own thread (PyTorch releases the GIL inside kernels, so the HTTP server stays responsive),
 and talks to callers only through ``GenerationRequest.on_event``. With ``max_batch_size=1`` the
@@ -39,6 +45,12 @@ from typing import Protocol
 import torch
 
 from llmcourse.infer.config import GenerationConfig
+from llmcourse.infer.constrained import (
+    ConstrainedDecoder,
+    JSONGrammar,
+    TokenTable,
+    constrain_logits,
+)
 from llmcourse.infer.decoding import (
     DecodeState,
     decode_step,
@@ -47,6 +59,7 @@ from llmcourse.infer.decoding import (
     select_rows,
     trim_left,
 )
+from llmcourse.infer.logprobs import TokenLogprob, prefill_with_logprobs, top_alternatives
 from llmcourse.infer.sampling import next_token
 from llmcourse.serve.metrics import Metrics
 
@@ -74,6 +87,9 @@ class SamplingParams:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int | None = None  # score each sampled token, with this many alternatives
+    prompt_logprobs: int | None = None  # score the prompt's tokens (echo), idem
+    grammar: JSONGrammar | None = None  # constrained decoding (response_format)
 
     @property
     def max_tokens(self) -> int:
@@ -115,6 +131,10 @@ class GenerationRequest:
     done: bool = False
     generator: torch.Generator | None = None  # made on the model's device at admission
     admitted: float = 0.0  # time.monotonic() when it joined the batch
+    prompt_scores: list[TokenLogprob] | None = None  # when params.prompt_logprobs is set
+    token_scores: list[TokenLogprob] = field(default_factory=list)  # one per generated token
+    constraint: ConstrainedDecoder | None = None  # made at admission when params.grammar
+    _last_score: TokenLogprob | None = None
     _cancelled: threading.Event = field(default_factory=threading.Event)
 
     def cancel(self) -> None:
@@ -157,6 +177,14 @@ class BatchingEngine:
         self._state: DecodeState | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._token_table: TokenTable | None = None
+
+    @property
+    def token_table(self) -> TokenTable:
+        """The vocabulary as constrained decoding sees it (built on first use, ~1 s)."""
+        if self._token_table is None:
+            self._token_table = TokenTable.from_codec(self.codec, self.model.config.vocab_size)
+        return self._token_table
 
     # ------------------------------------------------------------------ life cycle
 
@@ -241,17 +269,43 @@ class BatchingEngine:
 
     def _prefill(self, requests: list[GenerationRequest]) -> None:
         """Prefill ``requests`` in one forward (left-padded) and merge them into the batch."""
-        ids, mask = pad_left([r.prompt_ids for r in requests], self.device)
-        padded = len({len(r.prompt_ids) for r in requests}) > 1
-        state = prefill(self.model, ids, mask if padded else None)
-        self.metrics.record_prefill(len(requests), sum(len(r.prompt_ids) for r in requests))
+        scoring = [r for r in requests if r.params.max_tokens == 0]
+        if scoring:  # only the prompt's scores are wanted: one forward, no cache
+            self._forward_prompts(scoring, cache=None)
+            for r in scoring:
+                self._finish(r, "length")
+            requests = [r for r in requests if r.params.max_tokens > 0]
+            if not requests:
+                return
+        state = self._forward_prompts(requests)
         self._state = state if self._state is None else merge_states([self._state, state])
         for r in requests:
             r.admitted = time.monotonic()
             if r.params.seed is not None:
                 r.generator = torch.Generator(self.device).manual_seed(r.params.seed)
+            if r.params.grammar is not None:
+                r.constraint = ConstrainedDecoder(r.params.grammar, self.token_table)
         self._active.extend(requests)
         self._lengths.extend(len(r.prompt_ids) for r in requests)
+
+    def _forward_prompts(
+        self, requests: list[GenerationRequest], cache: str | None = "dynamic"
+    ) -> DecodeState:
+        """One left-padded forward over the prompts; scores them when a request asks."""
+        ids, mask = pad_left([r.prompt_ids for r in requests], self.device)
+        mask = mask if len({len(r.prompt_ids) for r in requests}) > 1 else None
+        self.metrics.record_prefill(len(requests), sum(len(r.prompt_ids) for r in requests))
+        wanted = [
+            r.params.prompt_logprobs for r in requests if r.params.prompt_logprobs is not None
+        ]
+        if not wanted:
+            return prefill(self.model, ids, mask, cache=cache)
+        state, scores = prefill_with_logprobs(self.model, ids, mask, max(wanted), cache=cache)
+        for r, row in zip(requests, scores, strict=True):
+            k = r.params.prompt_logprobs
+            if k is not None:
+                r.prompt_scores = [TokenLogprob(s.token, s.logprob, s.top[:k]) for s in row]
+        return state
 
     def _sample(self) -> list[int]:
         """One token per row, each with its request's settings; one read back to the host.
@@ -265,9 +319,13 @@ class BatchingEngine:
         for row, (request, length) in enumerate(zip(self._active, self._lengths, strict=True)):
             config = request.params.generation
             previous = tokens[row : row + 1, -length:] if config.repetition_penalty != 1 else None
+            row_logits = logits[row : row + 1]
+            if request.constraint is not None:
+                left = request.params.max_tokens - len(request.generated)
+                row_logits = constrain_logits(row_logits, request.constraint, left)
             try:
                 token = next_token(
-                    logits[row : row + 1],
+                    row_logits,
                     previous,
                     temperature=config.temperature,
                     top_k=config.top_k,
@@ -280,11 +338,33 @@ class BatchingEngine:
                 self._finish(request, "error", f"{type(error).__name__}: {error}")
                 token = torch.zeros(1, dtype=torch.long, device=self.device)
             picked.append(token.reshape(1))
-        return torch.cat(picked).tolist()
+        chosen = torch.cat(picked)
+        self._score_sampled(logits, chosen)
+        tokens_list = chosen.tolist()
+        for request, token in zip(self._active, tokens_list, strict=True):
+            if request.constraint is not None:
+                request.constraint.advance(token)
+        return tokens_list
+
+    def _score_sampled(self, logits: torch.Tensor, chosen: torch.Tensor) -> None:
+        """The model's log-probability of each sampled token, for the rows that ask."""
+        rows = [i for i, r in enumerate(self._active) if r.params.logprobs is not None]
+        if not rows:
+            return
+        k = max(self._active[i].params.logprobs or 0 for i in rows)
+        index = torch.tensor(rows, device=logits.device)
+        log_probs = logits[index].float().log_softmax(-1)
+        for i, score in zip(rows, top_alternatives(log_probs, chosen[index], k), strict=True):
+            request = self._active[i]
+            request._last_score = TokenLogprob(
+                score.token, score.logprob, score.top[: request.params.logprobs]
+            )
 
     def _emit(self, request: GenerationRequest, token: int) -> bool:
         """Send the text ``token`` completes; return True when the request is finished."""
         if token in self.codec.stop_ids or token in request.params.generation.stop_tokens:
+            if request._last_score is not None:  # scored like any token (as vLLM does), no text
+                request.token_scores.append(request._last_score)
             self._finish(request, "stop")
             return True
         request.generated.append(token)
@@ -293,6 +373,8 @@ class BatchingEngine:
             request.generated.pop()  # withheld: neither sent nor counted
             self._finish(request, "content_filter")
             return True
+        if request._last_score is not None:
+            request.token_scores.append(request._last_score)
         text = self.codec.decode(request.generated)
         stops = [
             i

@@ -52,6 +52,9 @@ class ServerSettings:
     body_timeout_seconds: float = 10.0  # to receive the whole body (uvicorn has no such limit)
     write_timeout_seconds: float = 30.0  # for one write to a client that stopped reading
     max_generation_seconds: float = 120.0  # in the batch, per request: then finish "length"
+    max_logprobs: int = 20  # the cap on logprobs / top_logprobs (alternatives per token)
+    max_n: int = 16  # the cap on n (choices per prompt)
+    max_choices: int = 64  # the cap on prompts x n in one request
 
 
 _GREEDY_BELOW = 1e-6  # temperatures this small sample the argmax (differences of 1e-5 logits)
@@ -104,7 +107,7 @@ class Backend:
                 f"{settings.max_tokens_limit}.",
                 param="max_tokens",
             )
-        max_tokens = max_tokens or settings.max_tokens_limit
+        max_tokens = settings.max_tokens_limit if max_tokens is None else max_tokens
         context = self.engine.model.config.context_length
         if len(prompt_ids) + max_tokens > context:
             raise APIError(

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
+from llmcourse.serve import choices
 from llmcourse.serve.glue import Backend, ServerSettings
 from llmcourse.serve.guard import parse_json_body
 from llmcourse.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest
@@ -26,6 +27,8 @@ router = APIRouter()
 async def completions(request: Request) -> Response:
     backend = _authorized(request)
     body = _parse(CompletionRequest, await _read_json(request, backend.settings))
+    if choices.needs_choices(body, chat=False):  # batches, n, echo, logprobs (choices.py)
+        return await choices.complete(request, backend, body, chat=False)
     prompt_ids = backend.codec.encode(body.prompt)
     params = backend.sampling_params(body, prompt_ids, body.max_tokens)
     return await backend.respond(request, body, prompt_ids, params, chat=False)
@@ -36,6 +39,9 @@ async def chat_completions(request: Request) -> Response:
     backend = _authorized(request)
     body = _parse(ChatCompletionRequest, await _read_json(request, backend.settings))
     messages = [m.model_dump(exclude_none=True, include={"role", "content"}) for m in body.messages]
+    if choices.needs_choices(body, chat=True):  # n, logprobs, response_format (choices.py)
+        prompt = backend.codec.chat_prompt(messages)
+        return await choices.complete(request, backend, body, chat=True, chat_prompt=prompt)
     prompt_ids = backend.codec.encode(backend.codec.chat_prompt(messages))
     max_tokens = body.max_completion_tokens or body.max_tokens
     params = backend.sampling_params(body, prompt_ids, max_tokens)

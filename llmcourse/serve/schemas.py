@@ -1,10 +1,12 @@
 """The bodies ``llmcourse serve`` reads and writes: a strict subset of OpenAI's API.
 
 Requests are pydantic models. Every model forbids unknown fields, so a typo (``max_token``) is a
-400 that names the field instead of being silently ignored. Fields we do not implement
-(``logprobs``, ``n > 1``, ``echo``) are absent and therefore rejected the same way. Limits that
-depend on the server (prompt length, the ``max_tokens`` cap) are checked by the engine glue,
-which knows them.
+400 that names the field instead of being silently ignored. What evaluation tools and
+structured outputs send is here too: several prompts (strings or token ids) in one request,
+``n`` choices, ``echo``, ``logprobs``/``top_logprobs`` and ``response_format`` (JSON by
+constrained decoding); ``choices.py`` serves those. Limits that depend on the server (prompt
+length, the caps on ``max_tokens``, ``n``, ``logprobs`` and prompts per request) are checked by
+the engine glue, which knows them.
 
 Replies are plain dicts built by the functions at the end, in OpenAI's shapes: a completion or
 chat completion, its streamed chunks, ``usage``, and an error (``APIError``).
@@ -17,7 +19,7 @@ import uuid
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -30,10 +32,10 @@ class StreamOptions(_Strict):
 
 class _Sampling(_Strict):
     model: str
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=0)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: Literal[1] = 1
+    n: int = Field(default=1, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
@@ -51,18 +53,35 @@ class _Sampling(_Strict):
 
 
 class CompletionRequest(_Sampling):
-    """``POST /v1/completions``: continue ``prompt`` (one string)."""
+    """``POST /v1/completions``: continue ``prompt``: a string, a list of strings, a list of
+    token ids, or a list of those (one choice per prompt and ``n``)."""
 
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0)
 
     @field_validator("prompt")
     @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str:
-        if isinstance(value, list):
-            if len(value) != 1:
-                raise ValueError("this server takes one prompt per request")
-            value = value[0]
+    def _some_prompt(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or any(v == [] for v in value)):
+            raise ValueError("give a prompt: an empty list has no tokens")
         return value
+
+    @model_validator(mode="after")
+    def _scoring_needs_echo(self) -> CompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError(
+                "max_tokens=0 generates nothing: use it with echo=true to score the prompt, "
+                "or ask for at least 1 token"
+            )
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """The prompts, one per entry: a string or a list of token ids."""
+        value = self.prompt
+        if isinstance(value, str) or (value and isinstance(value[0], int)):
+            return [value]  # type: ignore[list-item]
+        return list(value)  # type: ignore[arg-type]
 
 
 class ChatMessage(_Strict):
@@ -71,11 +90,43 @@ class ChatMessage(_Strict):
     name: str | None = None
 
 
+class JSONSchemaFormat(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """``{"type": "text"}``, ``{"type": "json_object"}`` or ``{"type": "json_schema",
+    "json_schema": {"name": ..., "schema": {...}}}``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_when_asked(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema', and only then")
+        return self
+
+
 class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``: answer the conversation in ``messages``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0)
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> ChatCompletionRequest:
+        if self.max_tokens == 0:
+            raise ValueError("max_tokens must be at least 1 for a chat completion")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs=true")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
