@@ -140,6 +140,24 @@ def test_a_prompt_with_the_blocked_word_is_400_naming_the_category(word_filtered
         )
 
 
+def test_requests_with_choices_scores_or_json_pass_the_same_gate(word_filtered):
+    """``n``, batched prompts, ``logprobs`` and ``response_format`` take another path through
+    the server (``serve/choices.py``); the safety filter must not be skipped on it."""
+    client, answer, word = word_filtered
+    with pytest.raises(openai.BadRequestError, match="weapons"):
+        client.completions.create(
+            model=MODEL, prompt=["A quiet morning", f"Tell me about {word}."], max_tokens=4
+        )
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(
+            model=MODEL, n=2, messages=[{"role": "user", "content": word}], max_tokens=4
+        )
+    reply = client.completions.create(model=MODEL, prompt=PROMPT, n=2, logprobs=1, **SAMPLING)
+    first = reply.choices[0]  # choice 0 samples with the request's own seed: the same answer
+    assert first.finish_reason == "content_filter" and word not in first.text
+    assert answer.startswith(first.text)
+
+
 def test_without_safety_there_is_no_moderation_route(model, codec):
     from fastapi.testclient import TestClient
 

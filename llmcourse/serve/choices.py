@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from llmcourse.infer.constrained import JSONGrammar
 from llmcourse.infer.logprobs import TokenLogprob
 from llmcourse.serve.engine import GenerationRequest, SamplingParams, StreamEvent
-from llmcourse.serve.glue import Backend
+from llmcourse.serve.glue import FINISH_REASONS, Backend
 from llmcourse.serve.schemas import APIError, reply_head, usage
 
 _GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads consecutive choices' seeds apart
@@ -132,9 +132,21 @@ async def complete(
     echo = not chat and body.echo
     jobs: list[tuple[int, GenerationRequest, asyncio.Queue[StreamEvent]]] = []
     encoded = [_prompt_ids(backend, p) for p in prompts]
+    head = reply_head(backend.settings.model_name, chat)
+    output_filter = None
+    if backend.safety is not None:  # the same gate as a plain request's (glue.respond)
+        if chat:
+            texts = [m.content for m in body.messages]
+        else:
+            texts = [p if isinstance(p, str) else backend.codec.decode(p) for p in prompts]
+        await backend.safety.check_prompt(texts, "messages" if chat else "prompt")
+        output_filter = backend.safety.output_filter(head["id"])
     params_per_prompt: list[SamplingParams] = []
     for ids in encoded:
         params = backend.sampling_params(body, ids, max_tokens)
+        if output_filter is not None:
+            generation = params.generation.replace(output_filter=output_filter)
+            params = dataclasses.replace(params, generation=generation)
         grammar = _grammar(backend, body, params.max_tokens) if chat else None
         params_per_prompt.append(
             dataclasses.replace(
@@ -156,7 +168,6 @@ async def complete(
             job.cancel()  # a no-op for finished jobs; drops the rest when the client left
     if any(r is None for r in results):
         return Response(status_code=499)
-    head = reply_head(backend.settings.model_name, chat)
     choices = []
     for index, ((p, job, _), (text, finish)) in enumerate(zip(jobs, results, strict=True)):
         if finish.error:
@@ -244,7 +255,7 @@ def _completion_choice(
         "index": index,
         "text": (prompt_text if echo else "") + text,
         "logprobs": logprobs,
-        "finish_reason": finish.finish_reason,
+        "finish_reason": FINISH_REASONS.get(finish.finish_reason, finish.finish_reason),
     }
 
 
@@ -274,5 +285,5 @@ def _chat_choice(
         "index": index,
         "message": {"role": "assistant", "content": text},
         "logprobs": logprobs,
-        "finish_reason": finish.finish_reason,
+        "finish_reason": FINISH_REASONS.get(finish.finish_reason, finish.finish_reason),
     }

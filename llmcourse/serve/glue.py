@@ -60,7 +60,7 @@ class ServerSettings:
 _GREEDY_BELOW = 1e-6  # temperatures this small sample the argmax (differences of 1e-5 logits)
 
 #: The engine's finish reasons as OpenAI's API names them (a time limit truncates, as a length).
-_FINISH_REASONS = {"time_limit": "length"}
+FINISH_REASONS = {"time_limit": "length"}
 
 
 class Backend:
@@ -190,7 +190,7 @@ class Backend:
         if event.error:
             raise APIError(500, f"Generation failed: {event.error}", "server_error")
         counts = usage(len(prompt_ids), event.completion_tokens)
-        finish_reason = _FINISH_REASONS.get(event.finish_reason, event.finish_reason)
+        finish_reason = FINISH_REASONS.get(event.finish_reason, event.finish_reason)
         return JSONResponse(completion_reply(head, "".join(pieces), finish_reason, counts, chat))
 
     async def _events_as_sse(
@@ -214,7 +214,7 @@ class Backend:
                     return
                 if first and (event.text or event.finish_reason):
                     self.metrics.record_ttft(time.perf_counter() - start)
-                finish_reason = _FINISH_REASONS.get(event.finish_reason, event.finish_reason)
+                finish_reason = FINISH_REASONS.get(event.finish_reason, event.finish_reason)
                 chunk = stream_chunk(head, event.text, finish_reason, first, chat)
                 first = False
                 yield f"data: {json.dumps(chunk)}\n\n"
