@@ -18,7 +18,7 @@ derives the tags from a (source, target) pair by a character alignment (Ratcliff
 ``difflib``), and ``apply_tags(source, edit_tags(source, target)) == target`` for every pair.
 Tags seen fewer than ``min_count`` times in training are left out of the vocabulary (their
 positions are not trained on), so the model chooses among edits the data supports; predicting
-``$`` everywhere *is* the copy baseline, which the model improves on from its first steps.
+``$`` everywhere *is* the copy baseline, so the model only has to learn where to leave it.
 """
 
 from __future__ import annotations
