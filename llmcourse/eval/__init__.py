@@ -2,7 +2,8 @@
 
 - ``perplexity``, ``bits_per_byte`` of a model on text (sliding window over long text), and
   ``perplexity_from_loss``, ``bits_per_byte_from_loss`` from a mean loss; ``token_log_probs``;
-- ``bleu`` (sacrebleu's conventions) and ``rouge_l`` (rouge-score's), for generated text;
+- ``bleu`` and ``chrf`` (sacrebleu's conventions) and ``rouge_l`` (rouge-score's), for generated
+  text; ``compare_systems``: paired bootstrap intervals of corpus BLEU/chrF (Koehn 2004);
 - ``accuracy``, ``precision_recall_f1``, ``f1_score`` for labels;
 - ``expected_calibration_error`` and ``reliability_diagram``;
 - ``score_multiple_choice`` in the MMLU letter format and ``score_choice_likelihoods`` in the
@@ -21,12 +22,19 @@
 """
 
 from llmcourse.eval.answers import last_number, normalize_number, parse_choice, parse_gsm8k
-from llmcourse.eval.bleu import BLEUResult, bleu, tokenize_13a
+from llmcourse.eval.bleu import (
+    BLEUResult,
+    bleu,
+    bleu_from_statistics,
+    bleu_statistics,
+    tokenize_13a,
+)
 from llmcourse.eval.calibration import (
     ReliabilityDiagram,
     expected_calibration_error,
     reliability_diagram,
 )
+from llmcourse.eval.chrf import CHRFResult, chrf, chrf_from_statistics, chrf_statistics
 from llmcourse.eval.classification import accuracy, f1_score, precision_recall_f1
 from llmcourse.eval.latency import (
     LatencySummary,
@@ -65,22 +73,32 @@ from llmcourse.eval.question_sets import (
 )
 from llmcourse.eval.robustness import PERTURBATIONS, perturb, robustness_report
 from llmcourse.eval.rouge import RougeScore, corpus_rouge_l, lcs_length, rouge_l, rouge_tokenize
+from llmcourse.eval.significance import Interval, SystemComparison, compare_systems
 
 __all__ = [
     "PERTURBATIONS",
     "PLAY_TITLES",
     "SOURCES",
     "BLEUResult",
+    "CHRFResult",
+    "Interval",
     "LatencySummary",
     "MCQuestion",
     "MCResult",
     "ReliabilityDiagram",
     "RougeScore",
     "StreamTiming",
+    "SystemComparison",
     "accuracy",
     "bits_per_byte",
     "bits_per_byte_from_loss",
     "bleu",
+    "bleu_from_statistics",
+    "bleu_statistics",
+    "chrf",
+    "chrf_from_statistics",
+    "chrf_statistics",
+    "compare_systems",
     "corpus_rouge_l",
     "course_benchmark",
     "expected_calibration_error",

@@ -83,19 +83,43 @@ def bleu(
                 f"Reference stream {index} has {len(stream)} sentences, the hypotheses "
                 f"{len(hypotheses)}: each stream needs one reference per hypothesis."
             )
-    matches, totals = [0] * max_order, [0] * max_order
-    hyp_len = ref_len = 0
+    statistics = [0] * (2 + 2 * max_order)
     for index, hypothesis in enumerate(hypotheses):
-        hyp_tokens = tokenize_13a(hypothesis)
-        ref_tokens = [tokenize_13a(stream[index]) for stream in references]
-        hyp_len += len(hyp_tokens)
-        ref_len += min((abs(len(r) - len(hyp_tokens)), len(r)) for r in ref_tokens)[1]
-        best: Counter = Counter()
-        for tokens in ref_tokens:
-            best |= _ngrams(tokens, max_order)  # element-wise max: clip to the best reference
-        for gram, count in _ngrams(hyp_tokens, max_order).items():
-            totals[len(gram) - 1] += count
-            matches[len(gram) - 1] += min(count, best[gram])
+        row = bleu_statistics(hypothesis, [stream[index] for stream in references], max_order)
+        statistics = [a + b for a, b in zip(statistics, row, strict=True)]
+    return bleu_from_statistics(statistics)
+
+
+def bleu_statistics(hypothesis: str, references: Sequence[str], max_order: int = 4) -> list[int]:
+    """One sentence's BLEU counts: ``[hyp_len, ref_len, matches_1..N, totals_1..N]``.
+
+    Corpus BLEU is ``bleu_from_statistics`` of these rows summed over sentences, which is what
+    lets a bootstrap resample sentences without re-tokenizing (``llmcourse.eval.significance``).
+    """
+    hyp_tokens = tokenize_13a(hypothesis)
+    ref_tokens = [tokenize_13a(reference) for reference in references]
+    ref_len = min((abs(len(r) - len(hyp_tokens)), len(r)) for r in ref_tokens)[1]
+    best: Counter = Counter()
+    for tokens in ref_tokens:
+        best |= _ngrams(tokens, max_order)  # element-wise max: clip to the best reference
+    matches, totals = [0] * max_order, [0] * max_order
+    for gram, count in _ngrams(hyp_tokens, max_order).items():
+        totals[len(gram) - 1] += count
+        matches[len(gram) - 1] += min(count, best[gram])
+    return [len(hyp_tokens), ref_len, *matches, *totals]
+
+
+def bleu_from_statistics(statistics: Sequence[float]) -> BLEUResult:
+    """Corpus BLEU from summed ``bleu_statistics`` rows (the order N is read off the length)."""
+    max_order = (len(statistics) - 2) // 2
+    if max_order < 1 or len(statistics) != 2 + 2 * max_order:
+        raise ValueError(
+            f"BLEU statistics are [hyp_len, ref_len, N matches, N totals]; got {len(statistics)} "
+            "numbers."
+        )
+    hyp_len, ref_len = int(statistics[0]), int(statistics[1])
+    matches = [int(m) for m in statistics[2 : 2 + max_order]]
+    totals = [int(t) for t in statistics[2 + max_order :]]
     brevity = 1.0 if hyp_len >= ref_len else (math.exp(1 - ref_len / hyp_len) if hyp_len else 0.0)
     precisions, halvings = [], 1.0
     for match, total in zip(matches, totals, strict=True):
