@@ -254,7 +254,7 @@ def test_exercise_check_table_and_progress(page, lab):
     notebook.run_cell(progress, timeout=120)
     report = progress.locator(".jp-OutputArea-output").inner_text()
     notebook.screenshot(ARTIFACTS / "exercise_01_progress.png", showing=progress)
-    assert re.search(r"Lesson 01\s+3/8\s+points\s+1 of 3 exercises done", report), report
+    assert re.search(r"Lesson 01\s+3/11\s+points\s+1 of 4 exercises done", report), report
     assert "left: 01.sequence_log_prob (not tried)" in report
     assert "left: 01.next_token" not in report
 
