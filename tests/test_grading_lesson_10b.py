@@ -29,7 +29,7 @@ def test_lesson_ids_take_an_optional_letter():
 def test_lesson_10b_is_graded_apart_from_lesson_10(tmp_path):
     assert {"10", "10b"} <= set(graded_lessons())
     exercises = {t.exercise_id for t in spec.tests_for("10b")}
-    assert exercises == {"10b.ece", "10b.lcs_length", "10b.recall_at_k"}
+    assert exercises == {"10b.ece", "10b.lcs_length", "10b.recall_at_k", "10b.calibration_project"}
     assert not any(t.exercise_id.startswith("10b") for t in spec.tests_for("10"))
     notebook = tmp_path / "10b_mine.ipynb"
     notebook.write_text("{}")
