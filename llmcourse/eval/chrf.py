@@ -71,7 +71,11 @@ def chrf_from_statistics(statistics: Sequence[float], beta: float = 2.0) -> CHRF
     factor = beta**2
     score = 0.0
     if precision + recall:
-        score = 100 * (1 + factor) * precision * recall / (factor * precision + recall)
+        # sacrebleu's order of operations, bit for bit: two references can tie exactly in
+        # exact arithmetic, and then the rounding decides which one a sentence is scored on.
+        score = (1 + factor) * precision * recall
+        score /= (factor * precision) + recall
+        score = 100 * score
     return CHRFResult(score, tuple(int(s) for s in statistics))
 
 
