@@ -20,6 +20,7 @@ import pytest
 import torch
 from torch import nn
 
+from llmcourse.capstone.config import CapstoneConfig
 from llmcourse.config import ModelConfig
 from llmcourse.data.quality import GopherThresholds
 from llmcourse.infer.config import GenerationConfig
@@ -131,6 +132,7 @@ CONFIG_CASES: dict[type, dict[str, list[Bad]]] = {
         "seed": NON_NEGATIVE_INT,
     },
     GenerationConfig: {
+        "output_filter": bad("bomb", 3),
         "max_new_tokens": bad(-1, 2.5, "10"),
         "temperature": bad(-1, NAN, INF, "hot"),
         "top_k": bad(0, -5, 2.5),
@@ -227,6 +229,36 @@ CONFIG_CASES: dict[type, dict[str, list[Bad]]] = {
         "warmup_steps": bad(-1, 601),  # more than the 600 steps
         "eval_every": POSITIVE_INT,
         "eval_windows": POSITIVE_INT,
+    },
+    CapstoneConfig: {
+        "size": bad("huge", 1),
+        "seed": bad(-1, 1.5),
+        "vocab_size": bad(0, 299, 2.5),  # below 256 bytes + the chat tokens
+        "tokenizer_chars": POSITIVE_INT,
+        "n_layer": POSITIVE_INT,
+        "d_model": bad(0, 130),  # 130 does not divide by 4 heads
+        "n_head": POSITIVE_INT,
+        "context_length": POSITIVE_INT,
+        "pretrain_steps": POSITIVE_INT,
+        "pretrain_batch_size": POSITIVE_INT,
+        "pretrain_lr": POSITIVE_NUMBER,
+        "sft_steps": POSITIVE_INT,
+        "sft_batch_size": POSITIVE_INT,
+        "sft_lr": POSITIVE_NUMBER,
+        "sft_arithmetic_share": bad(-0.1, 1.5, NAN),
+        "sft_instructions_per_play": POSITIVE_INT,
+        "digits": bad(0, 5, 1.5),
+        "held_out": bad(0.0, 1.0, NAN),
+        "rl_seeds": bad((), Bad((-1,), "-1"), "0"),
+        "rollouts": POSITIVE_INT,
+        "prompts_per_rollout": POSITIVE_INT,
+        "group_size": POSITIVE_INT,
+        "minibatch_size": bad(0, 7),  # 7 does not divide the 128 responses of a rollout
+        "rl_lr": POSITIVE_NUMBER,
+        "eval_arithmetic": POSITIVE_INT,
+        "eval_perplexity_tokens": POSITIVE_INT,
+        "eval_multiple_choice": POSITIVE_INT,
+        "cpu_watts": POSITIVE_NUMBER,
     },
     GopherThresholds: {
         "min_words": bad(-1, 2.5, 200_000),  # above max_words

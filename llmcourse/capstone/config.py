@@ -15,7 +15,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from llmcourse.utils.checks import check_int, check_number, check_type
+
 SIZES = ("tiny", "small", "base")
+_POSITIVE_INTS = (
+    "vocab_size", "tokenizer_chars", "n_layer", "d_model", "n_head", "context_length",
+    "pretrain_steps", "pretrain_batch_size", "sft_steps", "sft_batch_size",
+    "sft_instructions_per_play", "rollouts", "prompts_per_rollout", "group_size",
+    "minibatch_size", "eval_arithmetic", "eval_perplexity_tokens", "eval_multiple_choice",
+)  # fmt: skip
 #: Bump when a stage's code changes what it computes: old caches are then not reused.
 CODE_VERSION = 1
 
@@ -65,12 +73,29 @@ class CapstoneConfig:
     def __post_init__(self) -> None:
         if self.size not in SIZES:
             raise ValueError(f"size must be one of {', '.join(SIZES)}, got {self.size!r}.")
+        check_int("CapstoneConfig.seed", self.seed, 0)
+        for name in _POSITIVE_INTS:
+            check_int(f"CapstoneConfig.{name}", getattr(self, name), 1)
+        for name in ("pretrain_lr", "sft_lr", "rl_lr", "cpu_watts"):
+            check_number(f"CapstoneConfig.{name}", getattr(self, name), 0, low_open=True)
+        check_number("CapstoneConfig.held_out", self.held_out, 0, 1, low_open=True, high_open=True)
+        check_int("CapstoneConfig.digits", self.digits, 1, 4)
+        check_type("CapstoneConfig.rl_seeds", self.rl_seeds, (tuple, list), "a tuple of seeds")
+        object.__setattr__(
+            self, "rl_seeds", tuple(self.rl_seeds)
+        )  # hashable, as the cache keys need
+        for seed in self.rl_seeds:
+            check_int("CapstoneConfig.rl_seeds", seed, 0)
+        if self.d_model % self.n_head:
+            raise ValueError(
+                f"CapstoneConfig.d_model={self.d_model} is not divisible by n_head={self.n_head}."
+            )
         if not 0.0 <= self.sft_arithmetic_share <= 1.0:
             raise ValueError(
                 f"sft_arithmetic_share must be in [0, 1], got {self.sft_arithmetic_share}."
             )
         if not self.rl_seeds:
-            raise ValueError("rl_seeds needs at least one seed.")
+            raise ValueError(f"rl_seeds needs at least one seed, got {self.rl_seeds!r}.")
         if (self.prompts_per_rollout * self.group_size) % self.minibatch_size:
             raise ValueError(
                 "prompts_per_rollout × group_size must be a multiple of minibatch_size, got "
