@@ -200,3 +200,13 @@ def test_json_modes_make_the_random_model_write_valid_json(tiny_client):
            "json_schema": {"name": "x", "schema": {"type": "object", "anyOf": []}}}}  # fmt: skip
     response = tiny_client.post("/v1/chat/completions", json=bad)
     assert response.status_code == 400 and "'anyOf'" in response.json()["error"]["message"]
+
+
+def test_a_list_of_one_string_is_that_string(client):
+    """``["5 6 7"]`` is one prompt, as ``"5 6 7"`` is; it once reached the tokenizer as a list
+    and hung the request (found by the schema-based property test)."""
+    body = {"model": "tiny", "max_tokens": 6, "temperature": 0}
+    listed = client.post("/v1/completions", json={**body, "prompt": ["5 6 7"]})
+    plain = client.post("/v1/completions", json={**body, "prompt": "5 6 7"})
+    assert listed.status_code == plain.status_code == 200
+    assert listed.json()["choices"][0]["text"] == plain.json()["choices"][0]["text"]

@@ -190,3 +190,18 @@ def test_one_read_back_to_the_host_per_decode_step(model):
         engine._step()  # admission, prefill and the first step
         reads = host_reads(lambda: [engine._step() for _ in range(20)])
     assert reads == ["tolist"] * 20
+
+
+def test_a_failed_prefill_fails_its_requests_and_the_engine_goes_on(model):
+    """An error in a prefill ends the requests being admitted with an error event (they used
+    to wait forever); the next request is served."""
+    engine = BatchingEngine(model, IdCodec(), max_batch_size=4).start()
+    try:
+        _, broken_events = submit(engine, [[1, 2]], max_tokens=4, temperature=0)
+        assert broken_events.done.wait(30), "the request was left waiting"
+        _, events = submit(engine, [4, 5, 6], max_tokens=4, temperature=0)
+        assert events.done.wait(30)
+    finally:
+        engine.stop()
+    assert broken_events.events[-1].finish_reason == "error" and broken_events.events[-1].error
+    assert events.events[-1].finish_reason in ("stop", "length")

@@ -245,7 +245,15 @@ class BatchingEngine:
     def _step(self) -> None:
         new = self._admit()
         if new:
-            self._prefill(new)
+            try:
+                self._prefill(new)
+            except Exception as error:  # the new requests fail; the batch already running goes on
+                logger.exception("Prefill failed for %d new requests", len(new))
+                for r in new:
+                    self._finish(r, "error", f"{type(error).__name__}: {error}")
+                active = {id(r) for r in self._active}
+                if any(id(r) in active for r in new):  # they joined before it failed: start over
+                    self._fail_all(f"{type(error).__name__}: {error}")
         self._drop([r for r in self._active if r.cancelled], "cancelled")
         now = time.monotonic()
         late = [r for r in self._active if r.over_time(now)]

@@ -159,7 +159,7 @@ class Backend:
         safety filter, a flagged prompt is a 400 and a flagged output is withheld."""
         head = reply_head(self.settings.model_name, chat)
         if self.safety is not None:
-            texts = [m.content for m in body.messages] if chat else [body.prompt]
+            texts = [m.content for m in body.messages] if chat else body.prompts()
             await self.safety.check_prompt(texts, "messages" if chat else "prompt")
             output_filter = self.safety.output_filter(head["id"])
             generation = params.generation.replace(output_filter=output_filter)

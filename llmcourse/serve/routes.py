@@ -29,7 +29,7 @@ async def completions(request: Request) -> Response:
     body = _parse(CompletionRequest, await _read_json(request, backend.settings))
     if choices.needs_choices(body, chat=False):  # batches, n, echo, logprobs (choices.py)
         return await choices.complete(request, backend, body, chat=False)
-    prompt_ids = backend.codec.encode(body.prompt)
+    prompt_ids = backend.codec.encode(body.prompts()[0])  # one string: ["text"] is "text"
     params = backend.sampling_params(body, prompt_ids, body.max_tokens)
     return await backend.respond(request, body, prompt_ids, params, chat=False)
 
