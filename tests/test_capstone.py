@@ -86,6 +86,24 @@ def test_sft_mix_has_the_share_of_arithmetic_and_fits(tokenizer):
     assert all(e["response_ids"][-1] == stop_id(tokenizer) for e in data)
 
 
+def test_sft_mix_batches_hold_one_kind(tokenizer):
+    """With batch_size, each run of batch_size examples is one kind (short arithmetic batches
+    are not padded to an instruction's length); the kinds' counts do not change."""
+    problems = ArithmeticProblems(1, held_out=0.3)
+    plain = sft_mix(tokenizer, problems, 64, 0.75, 2, 96, seed=0)
+    data = sft_mix(tokenizer, problems, 64, 0.75, 2, 96, seed=0, batch_size=8)
+    kinds = [e["kind"] == "arithmetic" for e in data]
+    assert sorted(kinds) == sorted(e["kind"] == "arithmetic" for e in plain)
+    assert all(len(set(kinds[i : i + 8])) == 1 for i in range(0, 64, 8))
+    assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)  # batches shuffled
+    odd = sft_mix(tokenizer, problems, 60, 0.5, 2, 96, seed=0, batch_size=8)  # 30 + 30
+    assert all(
+        len({e["kind"] == "arithmetic" for e in odd[i : i + 8]}) == 1 for i in range(0, 48, 8)
+    )
+    with pytest.raises(ValueError, match="batch_size"):
+        sft_mix(tokenizer, problems, 8, 0.5, 2, 96, seed=0, batch_size=0)
+
+
 def test_codec_decodes_without_special_tokens(tokenizer):
     codec = ChatCodec(tokenizer, max_prompt_tokens=64)
     ids = codec.encode("<|im_start|>assistant\nhello<|im_end|>")
@@ -219,3 +237,20 @@ def test_the_final_model_chats_in_the_template(tiny_run):
     assert model(ids).logits.shape == (1, ids.shape[1], tokenizer.vocab_size)
     with pytest.raises(FileNotFoundError, match="capstone model folder"):
         load_chat_model(tiny_run / "stages")
+
+
+def test_an_interrupted_stage_writes_no_result(tmp_path):
+    """The Trainer returns on SIGTERM/SIGINT: the stage must not be cached as done (the next run
+    resumes it from its checkpoint instead of reading a half-trained model)."""
+    from llmcourse.capstone.pipeline import Stages, _fit
+    from llmcourse.train.trainer import TrainResult
+
+    class Stopped:
+        def fit(self) -> TrainResult:
+            return TrainResult(3, None, None, 0, 0.0, 0.0, None, interrupted=True)
+
+    stages = Stages(tmp_path, log=lambda _: None)
+    config = CapstoneConfig.for_size("tiny")
+    with pytest.raises(SystemExit, match="step 3"):
+        stages.run("sft", "k", lambda folder: _fit(Stopped(), folder, config))
+    assert not (tmp_path / "stages" / "sft-k" / "result.json").exists()

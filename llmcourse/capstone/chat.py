@@ -130,10 +130,17 @@ def sft_mix(
     instructions_per_play: int,
     max_length: int,
     seed: int,
+    batch_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """``n`` SFT examples ``{"prompt_ids", "response_ids", "kind"}``: ``round(share · n)``
     arithmetic dialogues on training problems, the rest Shakespeare instructions of the training
-    plays (those longer than ``max_length`` tokens left out, the rest drawn with replacement)."""
+    plays (those longer than ``max_length`` tokens left out, the rest drawn with replacement).
+
+    With ``batch_size``, the examples are ordered so that each run of ``batch_size`` (a batch of
+    an unshuffled loader) holds one kind: arithmetic or instructions, the batches in random
+    order. A dialogue ``7+5=`` → ``12`` is about 15 tokens and an instruction up to
+    ``max_length``; padded into one batch, every arithmetic dialogue would cost as much as the
+    longest instruction beside it, so the arithmetic share would buy few cheap demonstrations."""
     rng = random.Random(seed)
     n_arithmetic = round(arithmetic_share * n)
     examples = []
@@ -152,7 +159,21 @@ def sft_mix(
             raise ValueError(f"No instruction fits {max_length} tokens; raise context_length.")
         examples += [rng.choice(pool) for _ in range(n - n_arithmetic)]
     rng.shuffle(examples)
-    return examples
+    if batch_size is None:
+        return examples
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive or None, got {batch_size}.")
+    arithmetic = [e for e in examples if e["kind"] == "arithmetic"]
+    others = [e for e in examples if e["kind"] != "arithmetic"]
+    batches, rest = [], []
+    for group in (arithmetic, others):
+        full = len(group) - len(group) % batch_size
+        batches += [group[i : i + batch_size] for i in range(0, full, batch_size)]
+        rest += group[full:]
+    rng.shuffle(batches)
+    # Each kind's leftovers (fewer than batch_size) go last, so every batch before them is whole
+    # and of one kind.
+    return [example for batch in batches for example in batch] + rest
 
 
 def _example(tokenizer: BPETokenizer, prompt: str, reply: str, kind: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@
   (``eval.course_benchmark``, ``MC_SOURCES``) scored by the likeliest choice text
   (``score_choice_likelihoods``, per-character normalised), questions that do not fit the
   context left out; chance is 1/4;
-- **generations**: greedy replies to ``SAMPLE_PROMPTS``.
+- **generations**: greedy replies to ``sample_prompts(config)``: a held-out sum of the task's
+  size, then ``SAMPLE_PROMPTS``.
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ from llmcourse.tokenizers import BPETokenizer
 #: docstring questions are out of this model's domain, at chance whatever the stage).
 MC_SOURCES = ("shakespeare_next_line", "shakespeare_play")
 SAMPLE_PROMPTS = (
-    "3+4=",
     "Continue the speech.\nHamlet: To be, or not to be, that is the question:",
     "Who are you?",
 )
+
+
+def sample_prompts(config: CapstoneConfig) -> tuple[str, ...]:
+    """The first held-out sum of the config's task (``37+45=`` when ``digits`` is 2: a model
+    trained on two-digit sums is not asked a one-digit one), then ``SAMPLE_PROMPTS``."""
+    problem = ArithmeticProblems(config.digits, "+", config.held_out).held_out_set(1)[0]
+    return (problem.prompt, *SAMPLE_PROMPTS)
 
 
 def binomial_se(p: float, n: int) -> float:
@@ -114,10 +121,10 @@ def multiple_choice_accuracy(
 def generations(
     model: nn.Module, tokenizer: BPETokenizer, config: CapstoneConfig, max_new_tokens: int = 24
 ) -> list[dict[str, str]]:
-    """Greedy replies to ``SAMPLE_PROMPTS`` in the chat format."""
+    """Greedy replies to ``sample_prompts(config)`` in the chat format."""
     device = next(model.parameters()).device
     out = []
-    for text in SAMPLE_PROMPTS:
+    for text in sample_prompts(config):
         ids = tokenizer.encode(render_chat([{"role": "user", "content": text}]))
         ids = ids[-(config.context_length - max_new_tokens) :]
         prompt = torch.tensor([ids], device=device)

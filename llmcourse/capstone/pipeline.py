@@ -277,7 +277,7 @@ def _sft(
     problems = ArithmeticProblems(config.digits, "+", config.held_out)
     data = sft_mix(
         tokenizer, problems, steps * config.sft_batch_size, config.sft_arithmetic_share,
-        config.sft_instructions_per_play, config.context_length, seed,
+        config.sft_instructions_per_play, config.context_length, seed, config.sft_batch_size,
     )  # fmt: skip
     train_config = TrainConfig(
         max_steps=steps, batch_size=_per_process(config.sft_batch_size, "sft_batch_size"), lr=lr,
@@ -346,6 +346,14 @@ def _fit(trainer: Trainer, folder: Path, config: CapstoneConfig) -> dict[str, An
     start = time.perf_counter()
     fit = trainer.fit()
     seconds = time.perf_counter() - start
+    if fit.interrupted:
+        # The Trainer stops cleanly on SIGINT/SIGTERM and returns: that is not a finished stage.
+        # Write no result (the checkpoint stays), so the next run resumes instead of caching a
+        # half-trained model.
+        raise SystemExit(
+            f"[capstone] interrupted at step {fit.step}: its checkpoint is kept; run the same "
+            "command again to resume."
+        )
     model = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
     n_params = sum(p.numel() for p in model.parameters())
     if not trainer.ctx.is_main:  # rank 0 writes the model and the result

@@ -20,7 +20,8 @@ PAGE = Path(__file__).with_name("static") / "chat.html"
 TINY_NOTE = (
     "This is a small model trained on a laptop: a few hundred thousand to a few million "
     "parameters, Shakespeare's plays, chat-formatted instructions and small sums. It can "
-    "answer sums such as 3+4= (often right), and write Shakespeare-flavoured lines; it knows no "
+    "answer sums of the size it was trained on (3+4= for tiny, 37+45= for small; often right), "
+    "and write Shakespeare-flavoured lines; it knows no "
     "facts, cannot follow most instructions, and forgets anything beyond its short context."
 )
 NOTES = {
