@@ -54,6 +54,26 @@ def _ngrams(tokens: list[str], max_order: int) -> Counter:
     )
 
 
+def check_streams(
+    metric: str, hypotheses: Sequence[str], references: Sequence[Sequence[str]]
+) -> None:
+    """sacrebleu's corpus shapes: a list of hypotheses and a list of reference streams, each
+    with one reference per hypothesis (shared by ``bleu`` and ``chrf``)."""
+    if isinstance(hypotheses, str) or any(isinstance(r, str) for r in references):
+        raise TypeError(
+            f"{metric} takes a list of hypothesis strings and a list of reference streams (lists "
+            f"of strings): {metric}(['the cat'], [['the cat']]), not bare strings."
+        )
+    if not references:
+        raise ValueError("Give at least one reference stream.")
+    for index, stream in enumerate(references):
+        if len(stream) != len(hypotheses):
+            raise ValueError(
+                f"Reference stream {index} has {len(stream)} sentences, the hypotheses "
+                f"{len(hypotheses)}: each stream needs one reference per hypothesis."
+            )
+
+
 def bleu(
     hypotheses: Sequence[str], references: Sequence[Sequence[str]], max_order: int = 4
 ) -> BLEUResult:
@@ -70,19 +90,7 @@ def bleu(
     Text is tokenized with ``tokenize_13a``; the score is in 0-100 and equals
     ``sacrebleu.corpus_bleu(hypotheses, references).score`` (tested).
     """
-    if isinstance(hypotheses, str) or any(isinstance(r, str) for r in references):
-        raise TypeError(
-            "bleu takes a list of hypothesis strings and a list of reference streams (lists of "
-            "strings): bleu(['the cat'], [['the cat']]), not bare strings."
-        )
-    if not references:
-        raise ValueError("Give at least one reference stream.")
-    for index, stream in enumerate(references):
-        if len(stream) != len(hypotheses):
-            raise ValueError(
-                f"Reference stream {index} has {len(stream)} sentences, the hypotheses "
-                f"{len(hypotheses)}: each stream needs one reference per hypothesis."
-            )
+    check_streams("bleu", hypotheses, references)
     statistics = [0] * (2 + 2 * max_order)
     for index, hypothesis in enumerate(hypotheses):
         row = bleu_statistics(hypothesis, [stream[index] for stream in references], max_order)

@@ -16,6 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmcourse.eval.bleu import check_streams
+
 
 @dataclass(frozen=True)
 class CHRFResult:
@@ -87,19 +89,7 @@ def chrf(
 ) -> CHRFResult:
     """Corpus chrF with sacrebleu's shapes: ``references`` is a list of reference *streams*,
     each as long as ``hypotheses``. Equals ``sacrebleu.corpus_chrf(hypotheses, references)``."""
-    if isinstance(hypotheses, str) or any(isinstance(r, str) for r in references):
-        raise TypeError(
-            "chrf takes a list of hypothesis strings and a list of reference streams (lists of "
-            "strings): chrf(['the cat'], [['the cat']]), not bare strings."
-        )
-    if not references:
-        raise ValueError("Give at least one reference stream.")
-    for index, stream in enumerate(references):
-        if len(stream) != len(hypotheses):
-            raise ValueError(
-                f"Reference stream {index} has {len(stream)} sentences, the hypotheses "
-                f"{len(hypotheses)}: each stream needs one reference per hypothesis."
-            )
+    check_streams("chrf", hypotheses, references)
     if char_order < 1:
         raise ValueError(f"char_order must be at least 1, got {char_order}.")
     total = [0] * (3 * char_order)
