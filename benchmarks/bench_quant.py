@@ -86,13 +86,14 @@ def speed_variants(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def speed_rows(
-    ours: dict[str, nn.Module], ids: torch.Tensor, tokens: int, rounds: int
+    ours: dict[str, nn.Module], ids: torch.Tensor, tokens: int, rounds: int, peers: bool = True
 ) -> list[dict]:
-    """Greedy decode tokens/s of each variant, interleaved; ratios vs fp32 per round."""
+    """Greedy decode tokens/s of each variant (and torchao's, with ``peers``), interleaved;
+    ratios vs fp32 per round."""
     model = ours["fp32"]
     variants: dict[str, nn.Module] = dict(ours)
     skipped = {}
-    for bits in (8, 4):
+    for bits in (8, 4) if peers else ():
         peer, reason = torchao_weight_only(model, bits)
         name = f"peer: torchao int{bits} weight-only (bf16)"
         if peer is None:
@@ -207,8 +208,9 @@ def linear_layers(model: nn.Module) -> list[nn.Module]:
 def matmul_profile(variants: dict[str, nn.Module], ids: torch.Tensor, rounds: int) -> list[dict]:
     """Why the speed-ups are what they are: for each variant, the time of one decoding step,
     of its weight matmuls alone (every linear layer once on a one-token input, in model order),
-    and the rate at which those matmuls read their weight bytes. The same layer called 30
-    times over (its weights then stay in cache) gives each kernel's peak."""
+    and the rate at which those matmuls read their weight bytes. The largest layer below the
+    output layer (SmolLM2's MLP gate) called 30 times over, its weights then in cache, gives
+    each kernel's peak."""
     rows = []
     with torch.inference_mode():
         for name, model in variants.items():
@@ -227,7 +229,7 @@ def matmul_profile(variants: dict[str, nn.Module], ids: torch.Tensor, rounds: in
                     start = time.perf_counter()
                     state = decode_step(model, state, token)
                     steps.append(time.perf_counter() - start)
-            gate = next(layer for layer in layers if layer.out_features == 1536)
+            gate = max(layers[:-1], key=lambda layer: layer.in_features * layer.out_features)
             x = torch.randn(1, 1, gate.in_features)
             for _ in range(5):
                 gate(x)
