@@ -9,6 +9,10 @@ Three parts (``--only`` picks one):
   float or quantized too) and torchao's weight-only equivalents on a bfloat16 copy (the setting
   torchao documents for CPU), in interleaved rounds; each ratio is the median of the per-round
   ratios to fp32. Goals (issue 23): int8 >= 1.5x and int4 >= 2x fp32, >= 0.9x torchao.
+  Then where a step's time goes for fp32 / int8 / int4: its weight matmuls alone (and the rate
+  they read their bytes at, from memory and from cache) against the rest of the step. With
+  ``--compile``, the same decode under ``torch.compile`` on the static-cache path (compile
+  time reported apart; it needs a C compiler, so the course itself never compiles).
 - **float**: int4 perplexity on the course's tiny GPT, trained in float32 (so unlike SmolLM2 its
   weights sit on no 4-bit grid): symmetric vs min-max groups, round-to-nearest vs AWQ-style
   activation-aware scales (``quantize(..., calibration=ids)``). Goal: <= +10 %.
