@@ -13,6 +13,7 @@ from torch import nn
 from llmcourse.config import ModelConfig
 from llmcourse.models import DecoderLM
 from llmcourse.quant import (
+    Int4Embedding,
     Int4Linear,
     Int8Embedding,
     Int8Linear,
@@ -278,6 +279,28 @@ def test_tied_int8_head_shares_its_table_with_the_embedding():
             with_head.embed_tokens(ids), with_head.lm_head.dequantized_weight()[ids]
         )
         assert sqnr(model(ids).logits, with_head(ids).logits) > 25.0
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_tied_int4_head_shares_its_codes_with_the_embedding(symmetric, calibrated):
+    torch.manual_seed(0)
+    model = DecoderLM(TINY).eval()
+    calibration = torch.randint(0, TINY.vocab_size, (2, 16)) if calibrated else None
+    body_only = quantize(model, "int4", 32, symmetric=symmetric, calibration=calibration)
+    with_head = quantize(model, "int4", 32, skip=(), symmetric=symmetric, calibration=calibration)
+    head = with_head.lm_head
+    assert isinstance(head, Int4Linear) and isinstance(with_head.embed_tokens, Int4Embedding)
+    assert (head.input_scale is not None) == calibrated
+    # The float table (4 bytes per value) is replaced by the head's 4-bit codes, twice (kernel
+    # layout + row nibbles): 1 byte per value, plus the head's scales.
+    vocab, width = TINY.vocab_size, TINY.d_model
+    saved = model_bytes(body_only) - model_bytes(with_head)
+    assert vocab * width * 2.5 < saved < vocab * width * 3
+    ids = torch.randint(0, vocab, (3, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(with_head.embed_tokens(ids), head.dequantized_weight()[ids])
+        assert sqnr(model(ids).logits, with_head(ids).logits) > 12.0
 
 
 def test_int8_matmul_is_exact():

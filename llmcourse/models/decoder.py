@@ -105,7 +105,10 @@ class DecoderLM(LanguageModel):
         else:
             largest_position = None
         x = self.dropout(self.embed(input_ids, position_ids, largest_position))
-        rope = self.rotary(position_ids) if self.config.position == "rope" else None
+        rope = None
+        if self.config.position == "rope":
+            # (batch, 1, seq, head_dim) in x's dtype, once for every layer's queries and keys
+            rope = tuple(t.unsqueeze(1).to(x.dtype) for t in self.rotary(position_ids))
         bias = self.relative_bias(seq, keys) if self.config.position == "relative" else None
         mask, is_causal = self.attention_inputs(
             seq,

@@ -46,7 +46,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.dropout(self.activation(self.up_proj(x))))
+        hidden = self.activation(self.up_proj(x))
+        return self.down_proj(self.dropout(hidden) if self.training else hidden)
 
 
 class GatedMLP(nn.Module):
@@ -66,7 +67,7 @@ class GatedMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(self.gate_proj(x)) * self.up_proj(x)
-        return self.down_proj(self.dropout(hidden))
+        return self.down_proj(self.dropout(hidden) if self.training else hidden)
 
 
 def make_mlp(kind: str, d_model: int, d_ff: int, bias: bool, dropout: float = 0.0) -> nn.Module:

@@ -135,7 +135,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """
     if cos.dim() == 3:  # (batch, seq, head_dim): broadcast over heads
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
 
 
 class RotaryEmbedding(nn.Module):

@@ -26,7 +26,13 @@ from llmcourse.quant.functional import (
     zeropoint_dequantize,
     zeropoint_quantize,
 )
-from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
+from llmcourse.quant.linear import (
+    Int4Embedding,
+    Int4Linear,
+    Int8Embedding,
+    Int8Linear,
+    QuantizedLinear,
+)
 from llmcourse.quant.llm_int8 import LLMInt8Linear, int8_matmul, quantize_activations
 from llmcourse.quant.model import (
     SCHEMES,
@@ -39,6 +45,7 @@ from llmcourse.quant.model import (
 
 __all__ = [
     "SCHEMES",
+    "Int4Embedding",
     "Int4Linear",
     "Int8Embedding",
     "Int8Linear",

@@ -14,8 +14,8 @@ it is the layer most sensitive to error. But it is also the largest: SmolLM2's h
 its 135M parameters, a fifth of the bytes a decoding step reads in float, and a third of them
 once the blocks are int8, so it caps the speed-up. ``skip=()`` quantizes it too; when the head
 is tied to the embeddings and becomes ``Int8Linear``, the embedding lookup reads the same int8
-table (``Int8Embedding``) and the float table is dropped. An int4 head keeps the float
-embedding table for lookups (reading rows back from the kernel's layout costs a matmul).
+table (``Int8Embedding``) and the float table is dropped; an ``Int4Linear`` head lends its
+scales to ``Int4Embedding``, which keeps the same 4-bit codes row by row for lookups.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from torch import nn
 
 from llmcourse.quant.awq import awq_scales
 from llmcourse.quant.functional import sqnr
-from llmcourse.quant.linear import Int4Linear, Int8Embedding, Int8Linear, QuantizedLinear
+from llmcourse.quant.linear import (
+    Int4Embedding,
+    Int4Linear,
+    Int8Embedding,
+    Int8Linear,
+    QuantizedLinear,
+)
 from llmcourse.quant.llm_int8 import LLMInt8Linear
 from llmcourse.utils.checks import check_bool, check_int, check_number, check_type
 
@@ -131,14 +137,19 @@ def quantize(
 
 def _share_tied_embedding(model: nn.Module, linear: nn.Linear, layer: nn.Module) -> None:
     """If ``linear`` shared its weight with an ``nn.Embedding`` (tied embeddings) and became
-    an ``Int8Linear``, let that embedding read the int8 table instead of its float copy."""
-    if not isinstance(layer, Int8Linear):
+    an ``Int8Linear`` or ``Int4Linear``, let that embedding read the quantized table instead of
+    its float copy."""
+    if isinstance(layer, Int8Linear):
+        embedding = Int8Embedding
+    elif isinstance(layer, Int4Linear):
+        embedding = Int4Embedding
+    else:
         return
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Embedding) and module.weight is linear.weight:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, Int8Embedding(layer))
+            setattr(parent, child, embedding(layer))
 
 
 def model_bytes(model: nn.Module) -> int:
