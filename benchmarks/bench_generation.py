@@ -179,7 +179,7 @@ def compiled_row(model, ids, n: int, repeats: int, reference, base: float, bound
     ]
     rate = n / statistics.median(times)
     print(
-        f"\ntorch.compile (static cache): compiling took {seconds:.0f} s once, then "
+        f"\ntorch.compile (static cache): compiling + two warm-up runs took {seconds:.0f} s, then "
         f"{rate:.2f} tokens/s = {rate / base:.2f}x eager with a dynamic cache, "
         f"{rate / bound:.2f} of the bandwidth bound"
     )
@@ -312,7 +312,7 @@ def speculative_rows(model, tokenizer, n: int, repeats: int) -> dict:
     )
     ceilings = {}
     for name, (_, gamma) in drafts.items():
-        if f"draft {name}" in costs:
+        if f"draft {name}" in costs and f"target k={gamma + 1}" in costs:
             cost = costs[f"draft {name}"]
             # Every draft accepted (α = 1): γ + 1 tokens for γ draft steps and one check.
             ceilings[name] = (gamma + 1) / (gamma * cost + costs[f"target k={gamma + 1}"])

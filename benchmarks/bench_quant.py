@@ -166,7 +166,7 @@ def print_compiled(rows: list[dict]) -> None:
             continue
         print(
             f"{row['variant']:38s} {row['tokens_per_s']:7.2f} tok/s "
-            f"{row['vs_compiled_fp32']:5.2f}x compiled fp32   (compiling: "
+            f"{row['vs_compiled_fp32']:5.2f}x compiled fp32   (compiling + 2 runs: "
             f"{row['compile_seconds']:.0f} s)"
         )
     goals = {"compiled int8 (head int8)": 1.5, "compiled int4 g64 (head int4)": 2.0}

@@ -303,6 +303,20 @@ def test_tied_int4_head_shares_its_codes_with_the_embedding(symmetric, calibrate
         assert sqnr(model(ids).logits, with_head(ids).logits) > 12.0
 
 
+def test_packed_layers_take_sliced_inputs_and_follow_loaded_scales():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 64)
+    for make in (lambda lin: Int8Linear(lin), lambda lin: Int4Linear(lin, group_size=32)):
+        layer = make(nn.Linear(64, 32))
+        with torch.inference_mode():
+            # Non-contiguous activations (a slice, a transpose) work as with nn.Linear.
+            torch.testing.assert_close(layer(x[:, -3:]), layer(x[:, -3:].contiguous()))
+            torch.testing.assert_close(layer(x.transpose(0, 1)), layer(x).transpose(0, 1))
+            other = make(nn.Linear(64, 32))
+            other.load_state_dict(layer.state_dict())
+            torch.testing.assert_close(other(x), layer(x))  # kernel scales rebuilt on load
+
+
 def test_int8_matmul_is_exact():
     a = torch.randint(
         -127, 128, (9, 2500), dtype=torch.int8, generator=torch.Generator().manual_seed(6)

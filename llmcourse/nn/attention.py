@@ -182,7 +182,8 @@ class MultiHeadAttention(nn.Module):
         ``(batch, n_head, q_len, k_len)`` when ``output_attentions``.
 
         ``memory`` (``(batch, k_len, d_model)``): attend to it instead of ``x`` (cross-attention).
-        ``rope``: ``(cos, sin)`` of shape ``(batch, q_len, head_dim)`` rotate queries and keys.
+        ``rope``: ``(cos, sin)`` of shape ``(batch, q_len, head_dim)`` (or ``(batch, 1, q_len,
+        head_dim)``, as ``DecoderLM`` passes them) rotate queries and keys.
         ``kv_cache``: keys/values of this call are added to ``kv_cache`` at ``layer_index``
         and attention runs over every position it returns (``mask`` must cover those).
         """

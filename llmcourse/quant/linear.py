@@ -110,6 +110,10 @@ class Int8Linear(QuantizedLinear):
         self._prepare_kernel()  # a new device may have (or lack) the kernel
         return self
 
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._prepare_kernel()  # the kernel's copy of the scales follows the loaded ones
+
     def dequantized_weight(self) -> torch.Tensor:
         return absmax_dequantize(self.weight_int8, self.scale[:, None])
 
@@ -117,7 +121,7 @@ class Int8Linear(QuantizedLinear):
         rows = x.numel() // self.in_features
         if not self.on_kernel or rows > INT8_KERNEL_MAX_ROWS:
             return self.forward_readable(x)
-        flat = x.view(rows, self.in_features).to(kernels.COMPUTE_DTYPE)
+        flat = x.reshape(rows, self.in_features).to(kernels.COMPUTE_DTYPE)
         return self._finish(_int8_mm(flat, self.weight_int8, self.kernel_scale), x)
 
     def extra_repr(self) -> str:
@@ -190,6 +194,10 @@ class Int4Linear(QuantizedLinear):
             pairs = torch.stack((scale, zero), -1).transpose(0, 1).contiguous()
             pairs = pairs.to(kernels.COMPUTE_DTYPE)
         self.register_buffer("kernel_scales", pairs, persistent=False)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._prepare_kernel_scales()  # the kernel's pairs follow the loaded scales
 
     def _apply(self, fn, recurse: bool = True):
         # A kernel layout belongs to one device type: read the codes back before moving and
