@@ -222,10 +222,17 @@ class Int4Linear(QuantizedLinear):
 
     def dequantized_weight(self) -> torch.Tensor:
         q = self.codes().to(torch.int16) - 8  # -8..7, as pack_int4 stores them
+        return self.weight_rows(q)
+
+    def weight_rows(self, q: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Float weights of output rows ``rows`` (all when ``None``) from their codes ``q``
+        ``(len(rows), in)`` in -8..7: what ``dequantized_weight()`` and ``Int4Embedding`` read."""
+        scale = self.scale if rows is None else self.scale[rows]
         if self.minimum is None:
-            weight = group_dequantize(q, self.scale.float())
+            weight = group_dequantize(q, scale.float())
         else:
-            weight = group_minmax_dequantize(q + 8, self.scale, self.minimum)
+            minimum = self.minimum if rows is None else self.minimum[rows]
+            weight = group_minmax_dequantize(q + 8, scale, minimum)
         return weight if self.input_scale is None else weight / self.input_scale.float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -302,16 +309,9 @@ class Int4Embedding(nn.Module):
         return self.head.dequantized_weight()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        head = self.head
-        q = unpack_int4(self.packed_rows[input_ids]).float()  # (..., d_model), -8..7
-        grouped = q.unflatten(-1, (-1, head.group_size))
-        scale = head.scale[input_ids].float().unsqueeze(-1)
-        if head.minimum is None:
-            rows = grouped * scale
-        else:
-            rows = (grouped + 8) * scale + head.minimum[input_ids].float().unsqueeze(-1)
-        rows = rows.flatten(-2)
-        return rows if head.input_scale is None else rows / head.input_scale.float()
+        ids = input_ids.reshape(-1)
+        q = unpack_int4(self.packed_rows[ids]).to(torch.int16)  # (tokens, d_model), -8..7
+        return self.head.weight_rows(q, ids).view(*input_ids.shape, self.embedding_dim)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, tied to an Int4Linear head"
